@@ -1,0 +1,190 @@
+"""The image-transformation network: Johnson et al. (2016) layout with conditional instance norm.
+
+Layout (Johnson et al., "Perceptual Losses for Real-Time Style Transfer", supplementary Table 1):
+9x9 conv, two stride-2 3x3 convs, residual blocks, two upsampling stages, 9x9 conv out.
+Two deliberate departures, both standard since:
+- every normalization is a conditional instance norm (Dumoulin et al. 2017, "A Learned
+  Representation for Artistic Style", Sec. 2.2): per-style gamma/beta rows, so one network holds
+  N styles and blends them by mixing the rows;
+- upsampling is nearest-neighbour resize + conv instead of a transposed conv, which avoids
+  checkerboard artifacts (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
+Reflection padding everywhere (Ulyanov et al. 2016 / pytorch examples) avoids border artifacts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Per-layer instance-norm statistics (mean, var), each [B, C, 1, 1], in network order.
+NormStats = list[tuple[Tensor, Tensor]]
+
+# Johnson et al. use eps=1e-5 inside instance norm (torch's default), kept here.
+_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    num_styles: int = 1
+    # Johnson et al.: 32/64/128 channels. 16 gives the "narrow" CPU model (about 4x fewer FLOPs).
+    base_channels: int = 32
+    # Johnson et al. use 5 residual blocks for 256x256 training.
+    num_res_blocks: int = 5
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance norm whose affine parameters are a convex mix of per-style rows.
+
+    ``style_weights`` is ``[B, S]`` (one row of weights per sample) or ``[B, S, H, W]`` (a weight
+    map per style: spatially varying blends, resized here to the feature map's size).
+    """
+
+    def __init__(self, channels: int, num_styles: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_styles = num_styles
+        # Dumoulin et al. initialise gamma=1, beta=0 for every style (identity affine).
+        self.gamma = nn.Parameter(torch.ones(num_styles, channels))
+        self.beta = nn.Parameter(torch.zeros(num_styles, channels))
+
+    def affine(self, style_weights: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        w = style_weights.to(self.gamma.dtype)
+        if w.dim() == 2:
+            g = (w @ self.gamma)[:, :, None, None]
+            b = (w @ self.beta)[:, :, None, None]
+            return g, b
+        if w.shape[-2:] != size:
+            w = F.interpolate(w, size=size, mode="bilinear", align_corners=False)
+        g = torch.einsum("bshw,sc->bchw", w, self.gamma)
+        b = torch.einsum("bshw,sc->bchw", w, self.beta)
+        return g, b
+
+    def forward(
+        self, x: Tensor, style_weights: Tensor, stats: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        if stats is None:
+            # Statistics in fp32 even under autocast: variance of bf16 activations is too coarse.
+            var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
+        else:
+            mean, var = stats
+        xn = (x.float() - mean) * torch.rsqrt(var + _EPS)
+        g, b = self.affine(style_weights, (x.shape[-2], x.shape[-1]))
+        y = xn * g.float() + b.float()
+        return y.to(x.dtype), (mean, var)
+
+
+class ConvLayer(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(self.pad(x))
+
+
+class TransformerNet(nn.Module):
+    """Feed-forward stylization network; images in [0, 1] in and out."""
+
+    def __init__(self, num_styles: int = 1, base_channels: int = 32, num_res_blocks: int = 5):
+        super().__init__()
+        if num_styles < 1:
+            raise ValueError(f"num_styles must be >= 1, got {num_styles}")
+        self.config = ModelConfig(num_styles, base_channels, num_res_blocks)
+        c = base_channels
+        S = num_styles
+        self.down = nn.ModuleList(
+            [ConvLayer(3, c, 9, 1), ConvLayer(c, 2 * c, 3, 2), ConvLayer(2 * c, 4 * c, 3, 2)]
+        )
+        self.down_norm = nn.ModuleList(
+            [ConditionalInstanceNorm2d(n, S) for n in (c, 2 * c, 4 * c)]
+        )
+        self.res_conv = nn.ModuleList()
+        self.res_norm = nn.ModuleList()
+        for _ in range(num_res_blocks):
+            self.res_conv.append(ConvLayer(4 * c, 4 * c, 3))
+            self.res_conv.append(ConvLayer(4 * c, 4 * c, 3))
+            self.res_norm.append(ConditionalInstanceNorm2d(4 * c, S))
+            self.res_norm.append(ConditionalInstanceNorm2d(4 * c, S))
+        self.up = nn.ModuleList([ConvLayer(4 * c, 2 * c, 3), ConvLayer(2 * c, c, 3)])
+        self.up_norm = nn.ModuleList([ConditionalInstanceNorm2d(n, S) for n in (2 * c, c)])
+        self.out = ConvLayer(c, 3, 9)
+        # Dumoulin et al. (Table 2 of the appendix) normalise the output layer too, which lets each
+        # style shift the palette cheaply, then squash with a sigmoid into [0, 1].
+        self.out_norm = ConditionalInstanceNorm2d(3, S)
+
+    @property
+    def num_styles(self) -> int:
+        return self.config.num_styles
+
+    def norms(self) -> list[ConditionalInstanceNorm2d]:
+        return [*self.down_norm, *self.res_norm, *self.up_norm, self.out_norm]
+
+    def style_weights(self, index: int | Sequence[int] | Tensor, batch: int = 1) -> Tensor:
+        idx = torch.as_tensor(index, device=self.out_norm.gamma.device).reshape(-1)
+        if idx.numel() == 1 and batch > 1:
+            idx = idx.expand(batch)
+        return F.one_hot(idx.long(), self.num_styles).to(self.out_norm.gamma.dtype)
+
+    def forward(self, x: Tensor, style_weights: Tensor) -> Tensor:
+        return self.forward_with_stats(x, style_weights)[0]
+
+    def forward_with_stats(
+        self, x: Tensor, style_weights: Tensor, stats: NormStats | None = None
+    ) -> tuple[Tensor, NormStats]:
+        """Run the network; with ``stats`` given, use those instance-norm statistics instead of
+        the input's own (tiled inference uses whole-image statistics for every tile)."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images [B, 3, H, W], got {tuple(x.shape)}")
+        if style_weights.shape[0] != x.shape[0] or style_weights.shape[1] != self.num_styles:
+            raise ValueError(
+                f"style_weights must be [B={x.shape[0]}, S={self.num_styles}, ...], "
+                f"got {tuple(style_weights.shape)}"
+            )
+        h, w = x.shape[-2:]
+        # Two stride-2 stages: pad to a multiple of 4 so the output has the input's exact size.
+        ph, pw = (-h) % 4, (-w) % 4
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+            if style_weights.dim() == 4:
+                style_weights = F.pad(style_weights, (0, pw, 0, ph), mode="replicate")
+        y, out_stats = self.core(x, style_weights, stats)
+        if ph or pw:
+            y = y[..., :h, :w]
+        return y, out_stats
+
+    def core(
+        self, x: Tensor, style_weights: Tensor, stats: NormStats | None = None
+    ) -> tuple[Tensor, NormStats]:
+        """The network proper, for inputs whose height and width are multiples of 4 (what the
+        ONNX/TorchScript exports trace: no shape-dependent Python control flow in here)."""
+        out_stats: NormStats = []
+        it = iter(stats) if stats is not None else None
+
+        def norm(layer: ConditionalInstanceNorm2d, t: Tensor) -> Tensor:
+            y, s = layer(t, style_weights, next(it) if it is not None else None)
+            out_stats.append(s)
+            return y
+
+        y = x
+        for conv, n in zip(self.down, self.down_norm, strict=True):
+            y = F.relu(norm(n, conv(y)))
+        for i in range(0, len(self.res_conv), 2):
+            r = F.relu(norm(self.res_norm[i], self.res_conv[i](y)))
+            y = y + norm(self.res_norm[i + 1], self.res_conv[i + 1](r))
+        for conv, n in zip(self.up, self.up_norm, strict=True):
+            y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            y = F.relu(norm(n, conv(y)))
+        y = torch.sigmoid(norm(self.out_norm, self.out(y)))
+        return y, out_stats
+
+
+def build_model(model_args: dict) -> TransformerNet:
+    return TransformerNet(**model_args)

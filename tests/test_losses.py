@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stylenet.losses import (
+    LayerNameError,
+    PerceptualLoss,
+    VGGFeatures,
+    content_loss,
+    expand_layer_spec,
+    gram_matrix,
+    total_variation,
+    validate_layers,
+)
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return VGGFeatures(["relu1_2", "relu2_2", "relu3_3", "relu4_3"], weights="random")
+
+
+def test_gram_symmetric_and_matches_hand_computation():
+    f = torch.randn(2, 3, 4, 5)
+    g = gram_matrix(f)
+    assert g.shape == (2, 3, 3)
+    torch.testing.assert_close(g, g.transpose(1, 2))
+    hand = torch.zeros(3, 3)
+    for i in range(3):
+        for j in range(3):
+            hand[i, j] = (f[0, i] * f[0, j]).sum() / (3 * 4 * 5)
+    torch.testing.assert_close(g[0], hand)
+
+
+def test_content_loss_of_image_with_itself_is_zero(vgg):
+    x = torch.rand(1, 3, 40, 40)
+    f = vgg(x)
+    assert content_loss(f, vgg(x.clone()), ["relu2_2"]).item() == 0.0
+    assert content_loss(f, vgg(torch.rand(1, 3, 40, 40)), ["relu2_2"]).item() > 0
+
+
+def test_imagenet_normalisation_is_inside(vgg):
+    # callers pass [0,1] images; the mean image maps to ~zero input of the first conv
+    x = vgg.mean.expand(1, 3, 8, 8).clone()
+    h = (x - vgg.mean) / vgg.std
+    assert h.abs().max() < 1e-6
+
+
+def test_tv_zero_for_constant_positive_for_noise():
+    assert total_variation(torch.full((1, 3, 8, 8), 0.3)).item() == 0
+    assert total_variation(torch.rand(1, 3, 8, 8)).item() > 0
+
+
+def test_layer_names_validated():
+    with pytest.raises(LayerNameError, match="valid layers: relu1_1"):
+        validate_layers(["relu9_9"])
+    with pytest.raises(LayerNameError, match="VGG19"):
+        validate_layers(["relu4_4"])
+    assert expand_layer_spec("relu1-3") == ["relu1_1", "relu2_1", "relu3_1"]
+    assert expand_layer_spec("relu1") == ["relu1_1"]
+    assert expand_layer_spec("relu1_2,relu3_3") == ["relu1_2", "relu3_3"]
+
+
+def test_perceptual_loss_per_sample_targets_and_multipliers(vgg):
+    loss = PerceptualLoss(vgg, tv_weight=1.0)
+    s0, s1 = torch.rand(1, 3, 48, 48), torch.rand(1, 3, 40, 56)
+    loss.set_style_targets([s0, s1], [1.0, 3.0])
+    x = torch.rand(2, 3, 32, 32)
+    t = loss(x, x, torch.tensor([0, 1]))
+    assert t["content_loss"].item() == 0.0
+    for k in ("loss", "style_loss", "tv_loss", "style_loss/relu3_3"):
+        assert torch.isfinite(t[k]) and t[k] > 0
+    # multiplier 3 on style 1: sample 1's style term counts three times
+    only0 = loss(x[:1], x[:1], torch.tensor([0]))["style_loss"]
+    only1 = loss(x[1:], x[1:], torch.tensor([1]))["style_loss"]
+    loss.set_style_targets([s0, s1], [1.0, 1.0])
+    only1_unit = loss(x[1:], x[1:], torch.tensor([1]))["style_loss"]
+    torch.testing.assert_close(only1, 3 * only1_unit)
+    torch.testing.assert_close(t["style_loss"], (only0 + only1) / 2)
+
+
+def test_style_target_equal_image_gives_zero_style_loss(vgg):
+    loss = PerceptualLoss(vgg)
+    s = torch.rand(1, 3, 32, 32)
+    loss.set_style_targets([s])
+    assert loss(s, s, torch.tensor([0]))["style_loss"].item() < 1e-12
+
+
+def test_random_weights_warn():
+    with pytest.warns(UserWarning, match="RANDOM"):
+        VGGFeatures(["relu1_2"], weights="random")

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stylenet.model import ConditionalInstanceNorm2d, TransformerNet
+
+
+def _net(styles=3, c=8, res=1, seed=0):
+    torch.manual_seed(seed)
+    net = TransformerNet(styles, c, res).eval()
+    with torch.no_grad():  # distinct, non-trivial rows per style
+        for n in net.norms():
+            n.gamma.copy_(1 + 0.5 * torch.randn_like(n.gamma))
+            n.beta.copy_(0.5 * torch.randn_like(n.beta))
+    return net
+
+
+@pytest.mark.parametrize("hw", [(65, 97), (32, 32), (17, 23), (4, 4), (1, 5)])
+def test_shape_kept_on_odd_sizes(hw):
+    net = _net()
+    x = torch.rand(2, 3, *hw)
+    y = net(x, net.style_weights([0, 1]))
+    assert y.shape == x.shape
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_one_hot_equals_index_selection():
+    net = _net()
+    x = torch.rand(1, 3, 40, 36)
+    for s in range(3):
+        y = net(x, net.style_weights(s))
+        single = TransformerNet(1, 8, 1).eval()
+        sd = net.state_dict()
+        for k in list(sd):
+            if k.endswith("gamma") or k.endswith("beta"):
+                sd[k] = sd[k][s : s + 1]
+        single.load_state_dict(sd)
+        torch.testing.assert_close(y, single(x, torch.ones(1, 1)), rtol=1e-5, atol=1e-6)
+    ys = [net(x, net.style_weights(s)) for s in range(3)]
+    assert (ys[0] - ys[1]).abs().max() > 1e-3  # styles differ
+
+
+def test_blend_is_linear_in_gamma_beta():
+    norm = ConditionalInstanceNorm2d(4, 3)
+    with torch.no_grad():
+        norm.gamma.copy_(torch.randn(3, 4))
+        norm.beta.copy_(torch.randn(3, 4))
+    w = torch.tensor([[0.2, 0.3, 0.5]])
+    g, b = norm.affine(w, (5, 5))
+    torch.testing.assert_close(g.flatten(), (0.2 * norm.gamma[0] + 0.3 * norm.gamma[1] + 0.5 * norm.gamma[2]))
+    torch.testing.assert_close(b.flatten(), (0.2 * norm.beta[0] + 0.3 * norm.beta[1] + 0.5 * norm.beta[2]))
+    x = torch.randn(1, 4, 5, 5)
+    y, _ = norm(x, w)
+    xn = torch.nn.functional.instance_norm(x)
+    torch.testing.assert_close(y, xn * g + b, rtol=1e-4, atol=1e-5)
+
+
+def test_spatial_weights_equal_global_when_constant():
+    net = _net()
+    x = torch.rand(1, 3, 36, 44)
+    w = torch.tensor([[0.25, 0.75, 0.0]])
+    wmap = w[:, :, None, None].expand(1, 3, 36, 44)
+    torch.testing.assert_close(net(x, w), net(x, wmap), rtol=1e-5, atol=1e-5)
+
+
+def test_forward_with_given_stats_reproduces_own_stats():
+    net = _net()
+    x = torch.rand(1, 3, 32, 32)
+    w = net.style_weights(1)
+    y, stats = net.forward_with_stats(x, w)
+    y2, _ = net.forward_with_stats(x, w, stats)
+    torch.testing.assert_close(y, y2)
+
+
+def test_bad_style_weights_shape():
+    net = _net()
+    with pytest.raises(ValueError, match="style_weights"):
+        net(torch.rand(1, 3, 16, 16), torch.ones(1, 2))
+    with pytest.raises(ValueError):
+        TransformerNet(0)
+
+
+def test_gradients_reach_every_style_row_used():
+    net = TransformerNet(2, 8, 1).train()
+    x = torch.rand(2, 3, 24, 24)
+    net(x, net.style_weights([1, 1])).mean().backward()
+    g = net.out_norm.gamma.grad
+    assert g[1].abs().sum() > 0 and g[0].abs().sum() == 0
