@@ -68,7 +68,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                 f"{p} is a Lightning training checkpoint; use the exported checkpoints/<name>.pt "
                 "(or scripts/train.py's export) for inference"
             )
-        raise CheckpointError(f"{p} is not a stylenet inference checkpoint (no '{FORMAT}' format tag)")
+        raise CheckpointError(
+            f"{p} is not a stylenet inference checkpoint (no '{FORMAT}' format tag)"
+        )
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{p} has format version {ckpt['format_version']}; upgrade stylenet")
     for key in ("model_args", "style_names", "state_dict"):

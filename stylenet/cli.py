@@ -82,26 +82,56 @@ def _stylize_parser():  # noqa: ANN202
         prog="stylize",
         description="Apply a learned style (or a blend) to an image, a folder or a video.",
     )
-    p.add_argument("--checkpoint", "-c", required=True, help="exported checkpoint (checkpoints/<name>.pt)")
-    p.add_argument("--list-styles", action="store_true", help="print the checkpoint's styles and exit")
+    p.add_argument(
+        "--checkpoint", "-c", required=True, help="exported checkpoint (checkpoints/<name>.pt)"
+    )
+    p.add_argument(
+        "--list-styles", action="store_true", help="print the checkpoint's styles and exit"
+    )
     p.add_argument("--input", "-i", help="image, folder (recursive) or video")
     p.add_argument("--output", "-o", help="output file (image/video) or folder")
-    p.add_argument("--style", "-s", default="0",
-                   help="name, index, or blend 'a=0.7,b=0.3' (weights normalised); default: style 0")
-    p.add_argument("--strength", type=float, default=1.0, help="0: the photo, 1: full style (pixel blend)")
-    p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
+    p.add_argument(
+        "--style",
+        "-s",
+        default="0",
+        help="name, index, or blend 'a=0.7,b=0.3' (weights normalised); default: style 0",
+    )
+    p.add_argument(
+        "--strength", type=float, default=1.0, help="0: the photo, 1: full style (pixel blend)"
+    )
+    p.add_argument(
+        "--preserve-color",
+        action="store_true",
+        help="keep the photo's colours (luminance transfer)",
+    )
     p.add_argument("--mask", help="greyscale mask: --style where white, --mask-style where black")
     p.add_argument("--mask-style", help="style spec used where the mask is black")
-    p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
-                   help=f"cap the longer side (default {DEFAULT_MAX_SIZE}; 0: native size)")
-    p.add_argument("--stroke-scale", type=float, default=1.0,
-                   help="brush-stroke size: >1 larger strokes (stylize smaller, resize back)")
-    p.add_argument("--tile", type=int, default=0,
-                   help="stylize in overlapping tiles of this size (huge images; 0: off)")
-    p.add_argument("--tile-overlap", type=int, default=128, help="pixels shared by neighbouring tiles")
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=DEFAULT_MAX_SIZE,
+        help=f"cap the longer side (default {DEFAULT_MAX_SIZE}; 0: native size)",
+    )
+    p.add_argument(
+        "--stroke-scale",
+        type=float,
+        default=1.0,
+        help="brush-stroke size: >1 larger strokes (stylize smaller, resize back)",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=0,
+        help="stylize in overlapping tiles of this size (huge images; 0: off)",
+    )
+    p.add_argument(
+        "--tile-overlap", type=int, default=128, help="pixels shared by neighbouring tiles"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first call)")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (slow first call)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--ext", default=None, help="output extension for folder runs (default: keep)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
@@ -132,7 +162,9 @@ def stylize_main(argv: list[str] | None = None) -> int:
             print(f"error: input {inp} does not exist", file=sys.stderr)
             return 1
         mask = load_image(args.mask) if args.mask else None
-        st = Stylizer(args.checkpoint, device=args.device, precision=args.precision, compile=args.compile)
+        st = Stylizer(
+            args.checkpoint, device=args.device, precision=args.precision, compile=args.compile
+        )
         opts = StylizeOptions(
             style=args.style, strength=args.strength, preserve_color=args.preserve_color,
             mask=mask, mask_style=args.mask_style, max_size=args.max_size,
@@ -157,7 +189,15 @@ def stylize_main(argv: list[str] | None = None) -> int:
         save_image_atomic(res, out, args.quality)
         print(f"{out}  ({res.width}x{res.height}, {time.perf_counter() - t0:.2f} s)")
         return 0
-    except (CheckpointError, ImageReadError, StyleSpecError, ImageTooSmallError, OutputError, ValueError, RuntimeError) as e:
+    except (
+        CheckpointError,
+        ImageReadError,
+        StyleSpecError,
+        ImageTooSmallError,
+        OutputError,
+        ValueError,
+        RuntimeError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -241,7 +281,10 @@ def _stylize_video(st, opts, inp, out, args) -> int:  # noqa: ANN001
     from stylenet.media import VideoWriter, check_output, is_video, probe_video, read_frames
 
     if not is_video(out):
-        print(f"error: video output needs a video extension (.mp4, .webm, ...), got {out}", file=sys.stderr)
+        print(
+            f"error: video output needs a video extension (.mp4, .webm, ...), got {out}",
+            file=sys.stderr,
+        )
         return 1
     check_output(inp, out, args.overwrite)
     try:
@@ -258,7 +301,9 @@ def _stylize_video(st, opts, inp, out, args) -> int:  # noqa: ANN001
             y = st.stylize_tensor(x, opts)[0]
             arr = (y.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
             if writer is None:
-                writer = VideoWriter(out, (arr.shape[1], arr.shape[0]), info.fps, inp if info.has_audio else None)
+                writer = VideoWriter(
+                    out, (arr.shape[1], arr.shape[0]), info.fps, inp if info.has_audio else None
+                )
             writer.write(arr)
             n += 1
         ok = n > 0

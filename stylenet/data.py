@@ -196,7 +196,10 @@ class ContentDataset(Dataset):
         if short < self.image_size:  # upscale deliberately so the crop has real pixels to take
             f = self.image_size / short
             img = img.resize(
-                (max(self.image_size, round(img.width * f)), max(self.image_size, round(img.height * f))),
+                (
+                    max(self.image_size, round(img.width * f)),
+                    max(self.image_size, round(img.height * f)),
+                ),
                 Image.BICUBIC,
             )
         return self.transform(image_to_tensor(img))
@@ -213,7 +216,9 @@ class ContentDataset(Dataset):
                     failures += 1
                     log.warning("skipping %s", e)
             idx = random.randrange(len(self.files))
-        raise DataError(f"{self.max_retries} images in a row failed to load; is the data set broken?")
+        raise DataError(
+            f"{self.max_retries} images in a row failed to load; is the data set broken?"
+        )
 
 
 def collate(batch: list[tuple[Tensor, int]]) -> dict[str, Tensor]:
@@ -287,9 +292,16 @@ class ContentDataModule(pl.LightningDataModule):
         scan = scan_images(candidates, self.image_size, self.small_images)
         if scan.num_skipped:
             detail = "; ".join(f"{k}: {len(v)} (e.g. {v[0]})" for k, v in scan.skipped.items())
-            log.warning("content set: skipped %d of %d files (%s)", scan.num_skipped, len(candidates), detail)
+            log.warning(
+                "content set: skipped %d of %d files (%s)",
+                scan.num_skipped,
+                len(candidates),
+                detail,
+            )
         if not scan.files:
-            raise DataError(f"data.root={self.root}: none of {len(candidates)} files is a usable image")
+            raise DataError(
+                f"data.root={self.root}: none of {len(candidates)} files is a usable image"
+            )
         files = list(scan.files)
         # Held-out photos for the sample grid: a fixed, seeded choice, never trained on (as long
         # as the set is large enough to spare them).
@@ -302,7 +314,9 @@ class ContentDataModule(pl.LightningDataModule):
         self.scan = scan
         log.info(
             "content set: %d training images, %d held-out sample images (root %s)",
-            len(self.train_files), len(self.sample_files), self.root,
+            len(self.train_files),
+            len(self.sample_files),
+            self.root,
         )
         return scan
 

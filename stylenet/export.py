@@ -100,7 +100,11 @@ def export_safetensors(
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = {"model_args": net.config.to_dict(), "style_names": list(style_names), "format": "stylenet"}
+    meta = {
+        "model_args": net.config.to_dict(),
+        "style_names": list(style_names),
+        "format": "stylenet",
+    }
     state = {k: v.detach().float().contiguous().cpu() for k, v in net.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata={"stylenet": json.dumps(meta)})
@@ -121,7 +125,9 @@ def load_safetensors(path: str | os.PathLike) -> tuple[TransformerNet, list[str]
     return net.eval(), list(meta["style_names"])
 
 
-def check_onnx(onnx_path: str | os.PathLike, net: TransformerNet, sizes=((64, 96), (130, 70))) -> float:
+def check_onnx(
+    onnx_path: str | os.PathLike, net: TransformerNet, sizes=((64, 96), (130, 70))
+) -> float:
     """Max abs difference between onnxruntime and PyTorch over a few sizes and blends."""
     sess = onnx_session(onnx_path)
     g = torch.Generator().manual_seed(0)

@@ -26,12 +26,10 @@ from torch import Tensor
 
 from stylenet.checkpoint import load_network
 from stylenet.data import image_to_tensor, tensor_to_image
-from stylenet.model import NormStats, TransformerNet
+from stylenet.model import MIN_SIZE, NormStats, TransformerNet
 
 log = logging.getLogger(__name__)
 
-# Below this the 9x9 convolutions and two stride-2 stages see almost nothing of the image.
-MIN_SIZE = 16
 # Default longest side: large enough for a print-quality photo, small enough for any CPU.
 DEFAULT_MAX_SIZE = 1024
 # Instance-norm statistics for tiled runs come from the whole image seen at this longest side.
@@ -113,9 +111,7 @@ def preserve_color(stylized: Tensor, original: Tensor) -> Tensor:
     r0, g0, b0 = original.unbind(-3)
     cb = -0.168736 * r0 - 0.331264 * g0 + 0.5 * b0
     cr = 0.5 * r0 - 0.418688 * g0 - 0.081312 * b0
-    out = torch.stack(
-        [y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=-3
-    )
+    out = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=-3)
     return out.clamp(0, 1)
 
 
@@ -201,6 +197,7 @@ class Stylizer:
         if precision not in dtypes:
             raise ValueError(f"precision must be one of {list(dtypes)} or auto, got {precision!r}")
         self.dtype = dtypes[precision]
+        self.dtype_name = precision
         if channels_last is None:
             channels_last = self.device.type == "cuda"
         self.channels_last = channels_last
@@ -217,7 +214,10 @@ class Stylizer:
         return parse_style_spec(spec, self.style_names)
 
     def weight_map(
-        self, spec: StyleLike, mask: Image.Image | Tensor | None, mask_style: StyleLike | None,
+        self,
+        spec: StyleLike,
+        mask: Image.Image | Tensor | None,
+        mask_style: StyleLike | None,
         size: tuple[int, int],
     ) -> Tensor:
         """``[1, S]`` for a single spec, ``[1, S, h, w]`` when a mask mixes two specs."""
@@ -307,7 +307,9 @@ class Stylizer:
             raise ValueError(f"stroke scale must be positive, got {opts.stroke_scale}")
         H, W = x.shape[-2:]
         if min(H, W) < MIN_SIZE:
-            raise ImageTooSmallError(f"image is {W}x{H}; the minimum is {MIN_SIZE}x{MIN_SIZE} pixels")
+            raise ImageTooSmallError(
+                f"image is {W}x{H}; the minimum is {MIN_SIZE}x{MIN_SIZE} pixels"
+            )
         f = 1.0 if not opts.max_size or max(H, W) <= opts.max_size else opts.max_size / max(H, W)
         out_size = (max(MIN_SIZE, round(H * f)), max(MIN_SIZE, round(W * f)))
         src = _resize(x, out_size)
@@ -328,7 +330,9 @@ class Stylizer:
             y = opts.strength * y + (1.0 - opts.strength) * src
         return y.clamp(0, 1)
 
-    def stylize(self, image: Image.Image | Tensor, style: StyleLike = 0, **kw) -> Image.Image | Tensor:
+    def stylize(
+        self, image: Image.Image | Tensor, style: StyleLike = 0, **kw
+    ) -> Image.Image | Tensor:
         """PIL image in -> PIL image out; tensor [3, H, W] or [1, 3, H, W] in -> tensor out."""
         opts = StylizeOptions(style=style, **kw)
         if isinstance(image, Image.Image):

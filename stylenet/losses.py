@@ -45,9 +45,7 @@ def validate_layers(names: Iterable[str]) -> list[str]:
     names = list(names)
     for n in names:
         if n not in VGG16_LAYERS:
-            hint = (
-                f" ({n} exists only in VGG19; this loss uses VGG16)" if n in VGG19_ONLY else ""
-            )
+            hint = f" ({n} exists only in VGG19; this loss uses VGG16)" if n in VGG19_ONLY else ""
             raise LayerNameError(
                 f"unknown VGG layer {n!r}{hint}; valid layers: {', '.join(VGG16_LAYERS)}"
             )
@@ -191,7 +189,9 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.vgg = vgg
         self.content_layers = validate_layers(content_layers)
-        style_layers = dict(style_layers or {n: 1.0 for n in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")})
+        style_layers = dict(
+            style_layers or {n: 1.0 for n in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")}
+        )
         self.style_layers = validate_layers(style_layers)
         self.style_layer_weights = {n: float(style_layers[n]) for n in self.style_layers}
         missing = set(self.content_layers + self.style_layers) - set(vgg.layers)
@@ -229,16 +229,21 @@ class PerceptualLoss(nn.Module):
     def target_grams(self, style_index: Tensor) -> dict[str, Tensor]:
         return {n: getattr(self, f"gram_{n}")[style_index] for n in self.style_layers}
 
-    def forward(self, output: Tensor, content: Tensor, style_index: Tensor) -> dict[str, Tensor]:
-        """Loss terms for ``output`` (network result) vs ``content`` (its input) and per-sample
-        style indices. Returns a dict with ``loss`` (weighted total) and each unweighted term."""
-        out_f = self.vgg(output)
-        with torch.no_grad():
-            tgt_f = self.vgg(content)
-        c_loss = content_loss(out_f, tgt_f, self.content_layers)
-        per_layer = style_layer_losses(out_f, self.target_grams(style_index), self.style_layers)
-        mult = self.style_multipliers[style_index]
-        s_layer = {n: (v * mult).mean() for n, v in per_layer.items()}
+    def combine(
+        self,
+        out_f: Mapping[str, Tensor],
+        content_f: Mapping[str, Tensor],
+        target_grams: Mapping[str, Tensor],
+        output: Tensor,
+        multipliers: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """The weighted loss from features already computed: shared by feed-forward training
+        (``forward``) and per-image optimization (``stylenet.optimize``)."""
+        c_loss = content_loss(out_f, content_f, self.content_layers)
+        per_layer = style_layer_losses(out_f, target_grams, self.style_layers)
+        if multipliers is None:
+            multipliers = torch.ones(output.shape[0], device=output.device)
+        s_layer = {n: (v * multipliers).mean() for n, v in per_layer.items()}
         s_loss = sum(self.style_layer_weights[n] * s_layer[n] for n in self.style_layers)
         tv = total_variation(output)
         loss = self.content_weight * c_loss + self.style_weight * s_loss + self.tv_weight * tv
@@ -246,3 +251,17 @@ class PerceptualLoss(nn.Module):
         for n, v in s_layer.items():
             res[f"style_loss/{n}"] = v
         return res
+
+    def forward(self, output: Tensor, content: Tensor, style_index: Tensor) -> dict[str, Tensor]:
+        """Loss terms for ``output`` (network result) vs ``content`` (its input) and per-sample
+        style indices. Returns a dict with ``loss`` (weighted total) and each unweighted term."""
+        out_f = self.vgg(output)
+        with torch.no_grad():
+            tgt_f = self.vgg(content)
+        return self.combine(
+            out_f,
+            tgt_f,
+            self.target_grams(style_index),
+            output,
+            self.style_multipliers[style_index],
+        )

@@ -40,6 +40,12 @@ def check_output(inp: Path, out: Path, overwrite: bool) -> None:
         raise OutputError(f"output directory {parent} is not writable")
 
 
+def _normal_mode(path: str | os.PathLike) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # mkstemp creates 0600
+
+
 def save_image_atomic(img: Image.Image, path: Path, quality: int = 95) -> None:
     """Write to a temporary file beside ``path`` then rename: an interrupted run never leaves a
     half-written image under the final name. Format from the extension."""
@@ -55,6 +61,7 @@ def save_image_atomic(img: Image.Image, path: Path, quality: int = 95) -> None:
     try:
         kw = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
         img.save(tmp, format=fmt, **kw)
+        _normal_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -140,6 +147,7 @@ class VideoWriter:
             self.gen.close()
         finally:
             if ok:
+                _normal_mode(self.tmp)
                 os.replace(self.tmp, self.path)
             else:
                 self.tmp.unlink(missing_ok=True)

@@ -23,6 +23,10 @@ from torch import Tensor, nn
 # Per-layer instance-norm statistics (mean, var), each [B, C, 1, 1], in network order.
 NormStats = list[tuple[Tensor, Tensor]]
 
+# Smallest input side: the 9x9 reflection pad needs > 4 px at full resolution, and the residual
+# stage (1/4 resolution) needs > 1 px for its 3x3 reflection pads; 16 leaves a margin.
+MIN_SIZE = 16
+
 # Johnson et al. use eps=1e-5 inside instance norm (torch's default), kept here.
 _EPS = 1e-5
 
@@ -70,14 +74,18 @@ class ConditionalInstanceNorm2d(nn.Module):
         self, x: Tensor, style_weights: Tensor, stats: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         if stats is None:
-            # Statistics in fp32 even under autocast: variance of bf16 activations is too coarse.
-            var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
+            # Reductions accumulate in fp32 even for bf16/fp16 inputs, so no fp32 copy is made.
+            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
+            mean, var = mean.float(), var.float()
         else:
             mean, var = stats
-        xn = (x.float() - mean) * torch.rsqrt(var + _EPS)
         g, b = self.affine(style_weights, (x.shape[-2], x.shape[-1]))
-        y = xn * g.float() + b.float()
-        return y.to(x.dtype), (mean, var)
+        # Normalise and apply gamma/beta in one pass over the activation:
+        # (x - mean) / std * g + b  ==  x * scale + shift.
+        scale = g.float() * torch.rsqrt(var + _EPS)
+        shift = b.float() - mean * scale
+        y = torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+        return y, (mean, var)
 
 
 class ConvLayer(nn.Module):
@@ -103,9 +111,7 @@ class TransformerNet(nn.Module):
         self.down = nn.ModuleList(
             [ConvLayer(3, c, 9, 1), ConvLayer(c, 2 * c, 3, 2), ConvLayer(2 * c, 4 * c, 3, 2)]
         )
-        self.down_norm = nn.ModuleList(
-            [ConditionalInstanceNorm2d(n, S) for n in (c, 2 * c, 4 * c)]
-        )
+        self.down_norm = nn.ModuleList([ConditionalInstanceNorm2d(n, S) for n in (c, 2 * c, 4 * c)])
         self.res_conv = nn.ModuleList()
         self.res_norm = nn.ModuleList()
         for _ in range(num_res_blocks):
@@ -149,6 +155,8 @@ class TransformerNet(nn.Module):
                 f"got {tuple(style_weights.shape)}"
             )
         h, w = x.shape[-2:]
+        if min(h, w) < MIN_SIZE:
+            raise ValueError(f"image is {w}x{h}; the minimum is {MIN_SIZE}x{MIN_SIZE} pixels")
         # Two stride-2 stages: pad to a multiple of 4 so the output has the input's exact size.
         ph, pw = (-h) % 4, (-w) % 4
         if ph or pw:

@@ -60,9 +60,13 @@ class StyleTransferModule(pl.LightningModule):
         model_args = dict(model or {})
         model_args["num_styles"] = len(self.style_specs)
         self.net = TransformerNet(**model_args)
-        style_layers = dict(style_layers or {n: 1.0 for n in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")})
+        style_layers = dict(
+            style_layers or {n: 1.0 for n in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")}
+        )
         vgg = VGGFeatures(
-            list(content_layers) + list(style_layers), weights=vgg_weights, weights_path=vgg_weights_path
+            list(content_layers) + list(style_layers),
+            weights=vgg_weights,
+            weights_path=vgg_weights_path,
         )
         self.loss = PerceptualLoss(
             vgg, content_layers, style_layers, content_weight, style_weight, tv_weight
@@ -136,7 +140,9 @@ class StyleTransferModule(pl.LightningModule):
             return 1.0
 
         if hp.scheduler not in ("constant", "cosine"):
-            raise ValueError(f"optim.scheduler must be 'constant' or 'cosine', got {hp.scheduler!r}")
+            raise ValueError(
+                f"optim.scheduler must be 'constant' or 'cosine', got {hp.scheduler!r}"
+            )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -132,7 +132,9 @@ def train(cfg: DictConfig) -> TrainResult:
         save_last=True,
         save_top_k=1,
     )
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
+    logger = TensorBoardLogger(
+        save_dir=str(run_dir), name="tb", version="", default_hp_metric=False
+    )
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_kwargs.pop("channels_last", None)
@@ -177,6 +179,8 @@ def train(cfg: DictConfig) -> TrainResult:
     if dm.scan is not None and dm.scan.num_skipped + module.skipped_images:
         log.warning(
             "skipped %d unreadable or unusable content files (%d at scan, %d while training)",
-            dm.scan.num_skipped + module.skipped_images, dm.scan.num_skipped, module.skipped_images,
+            dm.scan.num_skipped + module.skipped_images,
+            dm.scan.num_skipped,
+            module.skipped_images,
         )
     return res

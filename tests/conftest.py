@@ -24,14 +24,18 @@ CONFIG_DIR = stylenet.config.CONFIG_DIR
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def make_photo(path: Path, size: tuple[int, int] = (80, 64), seed: int = 0, mode: str = "RGB") -> Path:
+def make_photo(
+    path: Path, size: tuple[int, int] = (80, 64), seed: int = 0, mode: str = "RGB"
+) -> Path:
     """A smooth random-ish image (gradients + blobs), saved in ``mode``."""
     rng = np.random.default_rng(seed)
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    arr = np.stack(
-        [np.sin(xx * rng.uniform(2, 8) + rng.uniform(0, 6)) for _ in range(3)], axis=-1
-    ) * 0.5 + 0.5
+    arr = (
+        np.stack([np.sin(xx * rng.uniform(2, 8) + rng.uniform(0, 6)) for _ in range(3)], axis=-1)
+        * 0.5
+        + 0.5
+    )
     arr = arr * 0.7 + rng.uniform(0, 0.3, size=(h, w, 3))
     img = Image.fromarray((arr * 255).clip(0, 255).astype(np.uint8), "RGB")
     if mode != "RGB":

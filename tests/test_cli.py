@@ -41,7 +41,20 @@ def test_image_and_never_overwrite(ckpt, tmp_path, capsys):
     assert Image.open(out).size == (64, 48) and Image.open(out).format == "JPEG"
     assert run("-c", ckpt, "-i", src, "-o", out) == 1
     assert "exists" in capsys.readouterr().err
-    assert run("-c", ckpt, "-i", src, "-o", out, "--overwrite", "--style", "starry_night=0.5,the_scream=0.5") == 0
+    assert (
+        run(
+            "-c",
+            ckpt,
+            "-i",
+            src,
+            "-o",
+            out,
+            "--overwrite",
+            "--style",
+            "starry_night=0.5,the_scream=0.5",
+        )
+        == 0
+    )
     # the input itself, even with --overwrite
     assert run("-c", ckpt, "-i", src, "-o", src, "--overwrite") == 1
     assert "input" in capsys.readouterr().err
@@ -49,9 +62,20 @@ def test_image_and_never_overwrite(ckpt, tmp_path, capsys):
     assert not list(out.parent.glob(".*"))  # no temporary leftovers
 
 
-@pytest.mark.parametrize("case", ["missing_ckpt", "corrupt_ckpt", "foreign_ckpt", "pickle_ckpt",
-                                  "missing_input", "unreadable", "unknown_style", "too_small",
-                                  "unwritable"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing_ckpt",
+        "corrupt_ckpt",
+        "foreign_ckpt",
+        "pickle_ckpt",
+        "missing_input",
+        "unreadable",
+        "unknown_style",
+        "too_small",
+        "unwritable",
+    ],
+)
 def test_bad_input_one_line_nonzero(case, ckpt, tmp_path, capsys):
     src = make_photo(tmp_path / "in.png", (64, 48))
     out = tmp_path / "o.png"
@@ -84,9 +108,15 @@ def test_bad_input_one_line_nonzero(case, ckpt, tmp_path, capsys):
     assert code != 0
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     expected = {
-        "missing_ckpt": "does not exist", "corrupt_ckpt": "not a readable", "foreign_ckpt": "not a stylenet",
-        "pickle_ckpt": "not a readable", "missing_input": "does not exist", "unreadable": "cannot read",
-        "unknown_style": "available: 0:starry_night", "too_small": "minimum", "unwritable": "cannot create output directory",
+        "missing_ckpt": "does not exist",
+        "corrupt_ckpt": "not a readable",
+        "foreign_ckpt": "not a stylenet",
+        "pickle_ckpt": "not a readable",
+        "missing_input": "does not exist",
+        "unreadable": "cannot read",
+        "unknown_style": "available: 0:starry_night",
+        "too_small": "minimum",
+        "unwritable": "cannot create output directory",
     }[case]
     assert expected in err, err
 
@@ -104,7 +134,11 @@ def test_folder_with_corrupt_file(ckpt, tmp_path, capsys):
     assert "4 stylized" in captured.out and "1 failed" in captured.out
     assert "broken.jpg" in captured.err
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == [
-        "a0.png", "a1.png", "a2.png", "sub/b.jpg"]
+        "a0.png",
+        "a1.png",
+        "a2.png",
+        "sub/b.jpg",
+    ]
     # second run: existing outputs are skipped, not overwritten
     code = run("-c", ckpt, "-i", d, "-o", out, "--style", "1")
     assert "4 skipped" in capsys.readouterr().out
@@ -114,7 +148,9 @@ def test_video_round_trip(ckpt, tmp_path, capsys):
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
     src = tmp_path / "clip.mp4"
     w, h, n, fps = 48, 32, 12, 8
-    gen = imageio_ffmpeg.write_frames(str(src), (w, h), fps=fps, macro_block_size=2, ffmpeg_log_level="error")
+    gen = imageio_ffmpeg.write_frames(
+        str(src), (w, h), fps=fps, macro_block_size=2, ffmpeg_log_level="error"
+    )
     gen.send(None)
     for i in range(n):
         frame = np.zeros((h, w, 3), np.uint8)

@@ -6,7 +6,9 @@ from omegaconf import OmegaConf
 from stylenet.config import CONFIG_DIR, run_name
 from stylenet.styles import StyleError, available_styles, specs_from_config
 
-STYLES = sorted(p.stem for p in (CONFIG_DIR / "style").glob("*.yaml") if not p.stem.startswith("bank_"))
+STYLES = sorted(
+    p.stem for p in (CONFIG_DIR / "style").glob("*.yaml") if not p.stem.startswith("bank_")
+)
 BANKS = sorted(p.stem for p in (CONFIG_DIR / "style").glob("bank_*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 

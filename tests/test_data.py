@@ -46,7 +46,9 @@ def test_every_image_mode_reads_as_rgb(tmp_path):
     g16 = np.asarray(load_image(d / "grey16.png"))
     assert g16.max() >= 250 and g16.min() <= 5  # full 16-bit range mapped onto 8 bits
     # transparency composited over white, not black
-    assert np.asarray(load_image(d / "rgba.png")).mean() > np.asarray(load_image(d / "rgb.png")).mean()
+    assert (
+        np.asarray(load_image(d / "rgba.png")).mean() > np.asarray(load_image(d / "rgb.png")).mean()
+    )
 
 
 def _bad_files(d):
@@ -102,8 +104,14 @@ def test_datamodule_errors_before_training(tmp_path):
 
 
 def test_datamodule_holds_out_samples(photo_dir):
-    dm = ContentDataModule(root=str(photo_dir), image_size=32, batch_size=2, num_workers=0,
-                           num_samples=2, sample_size=24)
+    dm = ContentDataModule(
+        root=str(photo_dir),
+        image_size=32,
+        batch_size=2,
+        num_workers=0,
+        num_samples=2,
+        sample_size=24,
+    )
     dm.setup()
     assert len(dm.sample_files) == 2
     assert not set(dm.sample_files) & set(dm.train_files)
@@ -116,7 +124,17 @@ def test_coco_annotation_listing(tmp_path, photo_dir):
     import json
 
     ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps({"images": [{"file_name": "p0.png"}, {"file_name": "p1.png"}, {"file_name": "gone.png"}]}))
+    ann.write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"file_name": "p0.png"},
+                    {"file_name": "p1.png"},
+                    {"file_name": "gone.png"},
+                ]
+            }
+        )
+    )
     dm = ContentDataModule(root=str(photo_dir), annotations=str(ann), image_size=32, num_samples=1)
     scan = dm.prepare()
     assert len(scan.files) == 2 and scan.skipped["missing"]

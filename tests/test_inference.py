@@ -58,7 +58,9 @@ def test_style_spec_forms():
     torch.testing.assert_close(  # normalised
         parse_style_spec("starry_night=7,night_cafe=3", NAMES), torch.tensor([0.7, 0, 0.3])
     )
-    torch.testing.assert_close(parse_style_spec({"night_cafe": 1}, NAMES), torch.tensor([0.0, 0, 1]))
+    torch.testing.assert_close(
+        parse_style_spec({"night_cafe": 1}, NAMES), torch.tensor([0.0, 0, 1])
+    )
     torch.testing.assert_close(parse_style_spec([1, 1, 2], NAMES), torch.tensor([0.25, 0.25, 0.5]))
 
 
@@ -130,13 +132,17 @@ def test_mask_white_equals_style_a_and_blends_spatially(st):
     white = Image.new("L", img.size, 255)
     a = np.asarray(st.stylize(img, style="starry_night", max_size=0), dtype=int)
     masked = np.asarray(
-        st.stylize(img, style="starry_night", mask=white, mask_style="the_scream", max_size=0), dtype=int
+        st.stylize(img, style="starry_night", mask=white, mask_style="the_scream", max_size=0),
+        dtype=int,
     )
     assert np.abs(a - masked).max() <= 1
     half = Image.new("L", img.size, 0)
     half.paste(255, (0, 0, 32, 48))
     b = np.asarray(st.stylize(img, style="the_scream", max_size=0), dtype=int)
-    m = np.asarray(st.stylize(img, style="starry_night", mask=half, mask_style="the_scream", max_size=0), dtype=int)
+    m = np.asarray(
+        st.stylize(img, style="starry_night", mask=half, mask_style="the_scream", max_size=0),
+        dtype=int,
+    )
     # far from the edge each side looks like its own style
     assert np.abs(m[:, :8] - a[:, :8]).mean() < np.abs(m[:, :8] - b[:, :8]).mean()
     assert np.abs(m[:, -8:] - b[:, -8:]).mean() < np.abs(m[:, -8:] - a[:, -8:]).mean()
@@ -159,7 +165,13 @@ def test_max_size_and_stroke_scale(st):
     assert st.stylize(img, style=0, max_size=100).size == (100, 50)
     big_strokes = st.stylize(img, style=0, max_size=0, stroke_scale=2.0)
     assert big_strokes.size == (200, 100)
-    assert np.abs(np.asarray(big_strokes, dtype=int) - np.asarray(st.stylize(img, style=0, max_size=0), dtype=int)).mean() > 1
+    assert (
+        np.abs(
+            np.asarray(big_strokes, dtype=int)
+            - np.asarray(st.stylize(img, style=0, max_size=0), dtype=int)
+        ).mean()
+        > 1
+    )
 
 
 def test_too_small_says_minimum(st):

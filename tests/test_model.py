@@ -16,7 +16,7 @@ def _net(styles=3, c=8, res=1, seed=0):
     return net
 
 
-@pytest.mark.parametrize("hw", [(65, 97), (32, 32), (17, 23), (4, 4), (1, 5)])
+@pytest.mark.parametrize("hw", [(65, 97), (32, 32), (17, 23), (16, 16), (16, 130)])
 def test_shape_kept_on_odd_sizes(hw):
     net = _net()
     x = torch.rand(2, 3, *hw)
@@ -48,8 +48,12 @@ def test_blend_is_linear_in_gamma_beta():
         norm.beta.copy_(torch.randn(3, 4))
     w = torch.tensor([[0.2, 0.3, 0.5]])
     g, b = norm.affine(w, (5, 5))
-    torch.testing.assert_close(g.flatten(), (0.2 * norm.gamma[0] + 0.3 * norm.gamma[1] + 0.5 * norm.gamma[2]))
-    torch.testing.assert_close(b.flatten(), (0.2 * norm.beta[0] + 0.3 * norm.beta[1] + 0.5 * norm.beta[2]))
+    torch.testing.assert_close(
+        g.flatten(), (0.2 * norm.gamma[0] + 0.3 * norm.gamma[1] + 0.5 * norm.gamma[2])
+    )
+    torch.testing.assert_close(
+        b.flatten(), (0.2 * norm.beta[0] + 0.3 * norm.beta[1] + 0.5 * norm.beta[2])
+    )
     x = torch.randn(1, 4, 5, 5)
     y, _ = norm(x, w)
     xn = torch.nn.functional.instance_norm(x)
@@ -79,6 +83,8 @@ def test_bad_style_weights_shape():
         net(torch.rand(1, 3, 16, 16), torch.ones(1, 2))
     with pytest.raises(ValueError):
         TransformerNet(0)
+    with pytest.raises(ValueError, match="minimum is 16x16"):
+        net(torch.rand(1, 3, 15, 40), net.style_weights(0))
 
 
 def test_gradients_reach_every_style_row_used():

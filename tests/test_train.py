@@ -33,7 +33,13 @@ def test_train_exports_resumes_and_reproduces(compose, tiny_overrides, tmp_path)
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert res.sample_grid is not None and res.sample_grid.is_file()
-    for k in ("train/loss", "train/content_loss", "train/style_loss", "train/tv_loss", "train/style_loss/relu3_3"):
+    for k in (
+        "train/loss",
+        "train/content_loss",
+        "train/style_loss",
+        "train/tv_loss",
+        "train/style_loss/relu3_3",
+    ):
         assert k in res.metrics, k
 
     # Lightning checkpoint carries no VGG weights
@@ -50,7 +56,9 @@ def test_train_exports_resumes_and_reproduces(compose, tiny_overrides, tmp_path)
     net, names, _ = load_network(path)
     x = torch.rand(1, 3, 30, 34)
     ckpt_module_net = build_module(cfg, specs_from_config(cfg.style)).net
-    ckpt_module_net.load_state_dict({k[4:]: v for k, v in lck["state_dict"].items() if k.startswith("net.")})
+    ckpt_module_net.load_state_dict(
+        {k[4:]: v for k, v in lck["state_dict"].items() if k.startswith("net.")}
+    )
     w = net.style_weights(1)
     torch.testing.assert_close(net(x, w), ckpt_module_net.eval()(x, w))
 
@@ -74,7 +82,9 @@ def test_nan_loss_stops_with_step_and_keeps_last_good(compose, tiny_overrides, t
     assert "not finite at step 4" in msg and "last good checkpoint" in msg
     after = torch.load(last, map_location="cpu", weights_only=False)
     assert after["global_step"] == before == 4
-    assert all(torch.isfinite(v).all() for v in after["state_dict"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in after["state_dict"].values() if v.is_floating_point()
+    )
 
 
 def test_missing_data_root_fails_before_model(compose, tiny_overrides, tmp_path, monkeypatch):

@@ -23,7 +23,10 @@ def _synthetic_tree(seed: int = 0) -> dict:
             "bias": rng.standard_normal(ch).astype(np.float32),
         }
         prev = ch
-    return {"VGG16_0": convs, "NetLinLayer_0": {"Conv_0": {"kernel": np.zeros((1, 1, 64, 1), np.float32)}}}
+    return {
+        "VGG16_0": convs,
+        "NetLinLayer_0": {"Conv_0": {"kernel": np.zeros((1, 1, 64, 1), np.float32)}},
+    }
 
 
 def test_converter_produces_torchvision_loadable_features(tmp_path):
@@ -92,7 +95,11 @@ def test_nothing_found_gives_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(W.VGGWeightsError) as e:
         W.resolve_vgg16_features(allow_mirror=False)
     msg = str(e.value)
-    assert "torchvision cache" in msg and "stylenet cache" in msg and "python -m stylenet.weights" in msg
+    assert (
+        "torchvision cache" in msg
+        and "stylenet cache" in msg
+        and "python -m stylenet.weights" in msg
+    )
 
 
 def test_missing_explicit_file_is_an_error(tmp_path):

@@ -1,0 +1,336 @@
+"""Quality evaluation of trained checkpoints on held-out photos.
+
+Every number here uses one **fixed evaluation loss**, independent of how a model was trained:
+torchvision's ImageNet VGG16, content at relu2_2, style at relu1_2, relu2_2, relu3_3, relu4_3
+(equal weights), Gram / (C*H*W), mean-squared errors, and the total
+``1e5 * content + 1e10 * style`` (the pytorch/examples fast_neural_style weights). The style
+painting is seen at the evaluation size (its longer side = ``size``).
+
+Reported per style: content loss, style loss (total and per layer), SSIM of the luminance of
+output vs photo (structure kept), a checkerboard score (spectral energy at the 2- and 4-pixel
+periods relative to the photo's: 1.0 means no more than the photo has), the amortization gap
+(feed-forward loss / the loss that per-image optimization reaches on the same photo and style),
+and optionally video flicker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from stylenet.data import image_to_tensor, list_images, load_image
+from stylenet.inference import StylizeOptions, Stylizer
+from stylenet.losses import PerceptualLoss, VGGFeatures
+from stylenet.optimize import optimize_image, resize_long
+
+log = logging.getLogger(__name__)
+
+EVAL_CONTENT_LAYERS = ("relu2_2",)
+EVAL_STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
+EVAL_CONTENT_WEIGHT = 1e5
+EVAL_STYLE_WEIGHT = 1e10
+
+
+def build_eval_loss(
+    vgg_weights: str = "imagenet", vgg_weights_path: str | None = None
+) -> PerceptualLoss:
+    vgg = VGGFeatures(
+        list(EVAL_CONTENT_LAYERS) + list(EVAL_STYLE_LAYERS), vgg_weights, vgg_weights_path
+    )
+    return PerceptualLoss(
+        vgg, EVAL_CONTENT_LAYERS, EVAL_STYLE_LAYERS, EVAL_CONTENT_WEIGHT, EVAL_STYLE_WEIGHT, 0.0
+    )
+
+
+@torch.no_grad()
+def eval_terms(
+    loss: PerceptualLoss, output: Tensor, photo: Tensor, style_grams: dict[str, Tensor]
+) -> dict[str, float]:
+    terms = loss.combine(loss.vgg(output), loss.vgg(photo), style_grams, output)
+    return {k: float(v) for k, v in terms.items() if k != "tv_loss"}
+
+
+def _luma(x: Tensor) -> Tensor:
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+def ssim_luma(a: Tensor, b: Tensor) -> float:
+    """SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03) on luma."""
+    x, y = _luma(a), _luma(b)
+    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    g = (g / g.sum()).to(x)
+    win = (g[:, None] * g[None, :])[None, None]
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(t, win)
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx**2
+    syy = blur(y * y) - my**2
+    sxy = blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+def periodic_energy(x: Tensor, period: int) -> float:
+    """Fraction of the luma's (mean-removed) spectral energy on the lines of frequency 1/period
+    in either axis: checkerboard and grid artifacts of stride-2 layers show up there."""
+    y = _luma(x)[0, 0]
+    y = y - y.mean()
+    h, w = y.shape
+    p = torch.fft.fft2(y).abs() ** 2
+    total = p.sum().clamp_min(1e-12)
+    rows = {round(k * h / period) % h for k in range(1, period)}
+    cols = {round(k * w / period) % w for k in range(1, period)}
+    mask = torch.zeros_like(p, dtype=torch.bool)
+    for r in rows:
+        mask[r, :] = True
+    for c in cols:
+        mask[:, c] = True
+    return float(p[mask].sum() / total)
+
+
+def checkerboard_score(output: Tensor, photo: Tensor, period: int = 2) -> float:
+    return periodic_energy(output, period) / max(periodic_energy(photo, period), 1e-12)
+
+
+@dataclass
+class EvalConfig:
+    size: int = 512
+    gap_photos: int = 2
+    gap_steps: int = 300
+    max_photos: int = 0
+    vgg_weights: str = "imagenet"
+    vgg_weights_path: str | None = None
+    device: str = "auto"
+
+
+def load_photos(content_dir: Path, size: int, max_photos: int = 0) -> list[tuple[str, Tensor]]:
+    files = list_images(content_dir)
+    if max_photos:
+        files = files[:max_photos]
+    out = []
+    for f in files:
+        try:
+            t = image_to_tensor(load_image(f))[None]
+        except Exception as e:  # a bad photo is reported and skipped
+            log.warning("skipping %s: %s", f, e)
+            continue
+        out.append((f.stem, resize_long(t, size).clamp(0, 1)))
+    if not out:
+        raise ValueError(f"no readable photos under {content_dir}")
+    return out
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    content_dir: str | Path,
+    styles: Sequence[str] | None = None,
+    cfg: EvalConfig | None = None,
+    compare_checkpoint: str | Path | None = None,
+    video: str | Path | None = None,
+    loss: PerceptualLoss | None = None,
+) -> dict[str, Any]:
+    from stylenet.styles import resolve_style_image
+
+    cfg = cfg or EvalConfig()
+    st = Stylizer(checkpoint, device=cfg.device)
+    names = list(styles) if styles else st.style_names
+    for n in names:
+        st.weights(n)  # unknown names: error listing the valid ones
+    loss = loss or build_eval_loss(cfg.vgg_weights, cfg.vgg_weights_path)
+    loss = loss.to(st.device)
+    photos = load_photos(Path(content_dir), cfg.size, cfg.max_photos)
+    other = Stylizer(compare_checkpoint, device=cfg.device) if compare_checkpoint else None
+
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "size": cfg.size,
+        "photos": [p for p, _ in photos],
+        "eval_loss": {
+            "vgg": "torchvision VGG16 IMAGENET1K_V1",
+            "content_layers": list(EVAL_CONTENT_LAYERS),
+            "style_layers": EVAL_STYLE_LAYERS,
+            "content_weight": EVAL_CONTENT_WEIGHT,
+            "style_weight": EVAL_STYLE_WEIGHT,
+        },
+        "styles": {},
+    }
+    outputs: dict[str, list[Tensor]] = {}
+    for name in names:
+        style_img = image_to_tensor(
+            load_image(resolve_style_image(_style_image_for(checkpoint, name)))
+        )[None]
+        style_img = resize_long(style_img, cfg.size).clamp(0, 1).to(st.device)
+        grams = loss.style_grams(style_img)
+        rows = []
+        outs = []
+        for pname, photo in photos:
+            y = st.stylize_tensor(photo, StylizeOptions(style=name, max_size=0))
+            outs.append(y)
+            yd, pd = y.to(st.device), photo.to(st.device)
+            t = eval_terms(loss, yd, pd, grams)
+            t.update(
+                photo=pname,
+                ssim_luma=ssim_luma(y, photo),
+                checkerboard_2px=checkerboard_score(y, photo, 2),
+                checkerboard_4px=checkerboard_score(y, photo, 4),
+            )
+            if other is not None and name in other.style_names:
+                y2 = other.stylize_tensor(photo, StylizeOptions(style=name, max_size=0))
+                t2 = eval_terms(loss, y2.to(st.device), pd, grams)
+                t["compare_loss"] = t2["loss"]
+                t["compare_style_loss"] = t2["style_loss"]
+                t["compare_content_loss"] = t2["content_loss"]
+            rows.append(t)
+        gaps = []
+        for pname, photo in photos[: cfg.gap_photos]:
+            pd = photo.to(st.device)
+            ff = next(r for r in rows if r["photo"] == pname)
+            res = optimize_image(
+                pd, [style_img], vgg=loss.vgg, content_layers=EVAL_CONTENT_LAYERS,
+                style_layers=EVAL_STYLE_LAYERS, content_weight=EVAL_CONTENT_WEIGHT,
+                style_weight=EVAL_STYLE_WEIGHT, steps=cfg.gap_steps, init="content", device=st.device,
+            )  # fmt: skip
+            opt_terms = eval_terms(loss, res.image.to(st.device), pd, grams)
+            gaps.append({"photo": pname, "feed_forward_loss": ff["loss"], "optimized_loss": opt_terms["loss"],
+                         "ratio": ff["loss"] / max(opt_terms["loss"], 1e-12), "steps": res.steps})  # fmt: skip
+        summary = _mean_rows(rows)
+        if gaps:
+            summary["amortization_gap"] = sum(g["ratio"] for g in gaps) / len(gaps)
+        report["styles"][name] = {"summary": summary, "per_photo": rows, "amortization": gaps}
+        outputs[name] = outs
+    if video:
+        report["video_flicker"] = video_flicker(st, Path(video), names[0], cfg.size)
+    report["_outputs"] = outputs
+    report["_photos"] = photos
+    return report
+
+
+def _style_image_for(checkpoint: str | Path, name: str) -> str:
+    """The painting a style was trained on (from the checkpoint's training config), else the
+    shipped painting of that name."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    entry = (ckpt.get("train_config") or {}).get("style", {}).get(name)
+    if isinstance(entry, dict) and entry.get("image"):
+        return str(entry["image"])
+    return name
+
+
+def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
+    keys = [k for k, v in rows[0].items() if isinstance(v, float)]
+    return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+
+
+def video_flicker(
+    st: Stylizer, path: Path, style: str, size: int, max_frames: int = 30
+) -> dict[str, float]:
+    """Mean absolute frame-to-frame change of the stylized clip relative to the input clip's."""
+    from stylenet.media import read_frames
+
+    prev_x = prev_y = None
+    dx = dy = 0.0
+    n = 0
+    for i, frame in enumerate(read_frames(path)):
+        if i >= max_frames:
+            break
+        x = torch.from_numpy(frame.copy()).permute(2, 0, 1).float().div(255)[None]
+        x = resize_long(x, min(size, max(x.shape[-2:]))).clamp(0, 1)
+        y = st.stylize_tensor(x, StylizeOptions(style=style, max_size=0))
+        if prev_x is not None:
+            dx += float((x - prev_x).abs().mean())
+            dy += float((y - prev_y).abs().mean())
+            n += 1
+        prev_x, prev_y = x, y
+    if n == 0:
+        raise ValueError(f"{path}: fewer than two frames")
+    return {"frames": n + 1, "input_change": dx / n, "output_change": dy / n,
+            "flicker_ratio": dy / max(dx, 1e-12)}  # fmt: skip
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    from stylenet.data import tensor_to_image
+    from stylenet.media import save_image_atomic
+    from stylenet.sheets import contact_sheet
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = report.pop("_outputs")
+    photos = report.pop("_photos")
+    paths = {
+        "json": out_dir / "report.json",
+        "markdown": out_dir / "report.md",
+        "sheet": out_dir / "contact_sheet.png",
+    }
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    names = list(report["styles"])
+    imgs, labels = [], []
+    for i, (pname, photo) in enumerate(photos):
+        imgs.append(tensor_to_image(photo))
+        labels.append(pname)
+        for n in names:
+            imgs.append(tensor_to_image(outputs[n][i]))
+            labels.append(n)
+    sheet = contact_sheet(imgs, labels, ncols=len(names) + 1, tile=192)
+    save_image_atomic(sheet, paths["sheet"])
+    paths["markdown"].write_text(render_report_md(report))
+    return paths
+
+
+def render_report_md(report: dict[str, Any]) -> str:
+    el = report["eval_loss"]
+    lines = [
+        f"# Quality report: `{report['checkpoint']}`",
+        "",
+        f"{len(report['photos'])} held-out photos at {report['size']} px (longer side). Fixed evaluation "
+        f"loss: VGG16, content {', '.join(el['content_layers'])}, style {', '.join(el['style_layers'])}, "
+        f"total = {el['content_weight']:g} x content + {el['style_weight']:g} x style. Lower is better for "
+        "losses; SSIM (luma, 1 = same structure) higher keeps more of the photo; checkerboard 1.0 = no more "
+        "periodic energy than the photo; amortization gap = feed-forward loss / optimized loss (1.0 = as "
+        "good as per-image optimization).",
+        "",
+        "| style | loss | content | style | relu1_2 | relu2_2 | relu3_3 | relu4_3 | SSIM luma | checker 2px | checker 4px | amortization gap |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, s in report["styles"].items():
+        m = s["summary"]
+        gap = f"{m['amortization_gap']:.2f}" if "amortization_gap" in m else "n/a"
+        lines.append(
+            f"| {n} | {m['loss']:.4g} | {m['content_loss']:.4g} | {m['style_loss']:.3g} | "
+            + " | ".join(
+                f"{m[f'style_loss/{k}']:.3g}" for k in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+            )
+            + f" | {m['ssim_luma']:.3f} | {m['checkerboard_2px']:.2f} | {m['checkerboard_4px']:.2f} | {gap} |"
+        )
+    gaps = [(n, g) for n, s in report["styles"].items() for g in s["amortization"]]
+    if gaps:
+        lines += ["", "Amortization gap per photo (L-BFGS from the photo, same loss, same size):", "",
+                  "| style | photo | feed-forward loss | optimized loss | ratio | steps |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+        for n, g in gaps:
+            lines.append(
+                f"| {n} | {g['photo']} | {g['feed_forward_loss']:.4g} | {g['optimized_loss']:.4g} | {g['ratio']:.2f} | {g['steps']} |"
+            )
+    cmp_rows = [
+        (n, s["summary"]) for n, s in report["styles"].items() if "compare_loss" in s["summary"]
+    ]
+    if cmp_rows:
+        lines += ["", "Bank vs single-style checkpoint (same style, same photos):", "",
+                  "| style | this checkpoint loss | compared checkpoint loss | this style | compared style | this content | compared content |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for n, m in cmp_rows:
+            lines.append(f"| {n} | {m['loss']:.4g} | {m['compare_loss']:.4g} | {m['style_loss']:.3g} | "
+                         f"{m['compare_style_loss']:.3g} | {m['content_loss']:.4g} | {m['compare_content_loss']:.4g} |")  # fmt: skip
+    if "video_flicker" in report:
+        v = report["video_flicker"]
+        lines += ["", f"Video flicker ({v['frames']} frames): output change {v['output_change']:.4f} vs input "
+                  f"change {v['input_change']:.4f} per frame; ratio {v['flicker_ratio']:.2f}."]  # fmt: skip
+    lines += ["", "![contact sheet](contact_sheet.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""``scripts/optimize.py``: the Hydra app around ``stylenet.optimize.optimize_image``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, ListConfig
+
+from stylenet.data import ImageReadError, image_to_tensor, load_image, tensor_to_image
+from stylenet.losses import LayerNameError, expand_layer_spec
+from stylenet.media import save_image_atomic
+from stylenet.optimize import OptimizeError, optimize_image, resize_long
+from stylenet.styles import StyleError, resolve_style_image
+
+log = logging.getLogger("stylenet.optimize")
+
+
+def _run_dir(default: str = "outputs/optimize/run") -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:
+        return Path(default)
+
+
+def _as_list(v: Any) -> list:
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple, ListConfig)):
+        return list(v)
+    return [v]
+
+
+def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
+    run_dir = run_dir or _run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.content in (None, "???"):
+        raise OptimizeError("content=<photo> is required")
+    content = image_to_tensor(load_image(cfg.content))[None]
+    if cfg.size:
+        content = resize_long(content, int(cfg.size)).clamp(0, 1)
+    style_paths = [resolve_style_image(s) for s in _as_list(cfg.style)]
+    if not style_paths:
+        raise StyleError("style=<name or image> is required")
+    styles = []
+    for p in style_paths:
+        try:
+            s = image_to_tensor(load_image(p))[None]
+        except ImageReadError as e:
+            raise StyleError(str(e)) from e
+        # Style image at the output's size (longer side), so brush strokes keep their scale.
+        styles.append(resize_long(s, max(content.shape[-2:])).clamp(0, 1))
+    style_layers = expand_layer_spec(cfg.style_layers)
+    if cfg.style_layer_weights:
+        sw = {str(k): float(v) for k, v in cfg.style_layer_weights.items()}
+        expand_layer_spec(list(sw))
+        style_layers = sw
+    content_layers = expand_layer_spec(_as_list(cfg.content_layers))
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    snap_dir = run_dir / "snapshots"
+    snap_dir.mkdir(exist_ok=True)
+    every = int(cfg.snapshot_every or 0)
+
+    def on_step(step: int, img, losses: dict[str, float]) -> None:  # noqa: ANN001
+        for k, v in losses.items():
+            writer.add_scalar(f"optimize/{k}", v, step)
+        if every and step % every == 0:
+            save_image_atomic(tensor_to_image(img), snap_dir / f"step{step:05d}.png")
+            writer.add_image("optimize/snapshot", img[0].clamp(0, 1).cpu(), step)
+
+    lc = cfg.loss
+    res = optimize_image(
+        content, styles, _as_list(cfg.style_blend) or None,
+        content_layers=content_layers, style_layers=style_layers,
+        content_weight=lc.content_weight, style_weight=lc.style_weight, tv_weight=lc.tv_weight,
+        optimizer=cfg.optimizer, steps=int(cfg.steps), lr=cfg.lr, init=cfg.init,
+        preserve_colors=bool(cfg.preserve_color), scales=_as_list(cfg.scales) or None,
+        device=cfg.device, vgg_weights=lc.vgg.weights, vgg_weights_path=lc.vgg.weights_path,
+        pooling=lc.vgg.pooling, seed=int(cfg.seed), callback=on_step, progress=True,
+    )  # fmt: skip
+    writer.close()
+    out = run_dir / "result.png"
+    img = tensor_to_image(res.image)
+    save_image_atomic(img, out)
+    if cfg.get("output"):
+        dst = Path(cfg.output)
+        if dst.resolve() == Path(cfg.content).resolve() or dst.resolve() in [
+            p.resolve() for p in style_paths
+        ]:
+            raise OptimizeError(f"output {dst} is an input image; refusing to overwrite it")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        save_image_atomic(img, dst)
+    summary = {"result": str(out), "steps": res.steps, "losses": res.losses,
+               "style_layers": list(style_layers), "content_layers": content_layers}  # fmt: skip
+    (run_dir / "losses.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+class ContactSheetCallback(Callback):
+    """After a ``--multirun`` sweep: one labelled sheet with every variant side by side."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        write_sweep_sheet(sweep)
+
+
+def write_sweep_sheet(sweep: Path) -> Path | None:
+    from PIL import Image
+
+    from stylenet.sheets import contact_sheet
+
+    jobs = sorted(
+        (p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    )
+    found = []
+    for j in jobs:
+        res = j / "result.png"
+        ov = j / ".hydra" / "overrides.yaml"
+        if res.is_file():
+            overrides = yaml.safe_load(ov.read_text()) if ov.is_file() else []
+            found.append((j, res, overrides or []))
+    if not found:
+        return None
+    common = (
+        set(found[0][2]).intersection(*[set(f[2]) for f in found[1:]]) if len(found) > 1 else set()
+    )
+    labels = [", ".join(o for o in f[2] if o not in common) or f[0].name for f in found]
+    images = [Image.open(f[1]) for f in found]
+    title = ", ".join(sorted(common)) if common else None
+    sheet = contact_sheet(images, labels, ncols=min(len(images), 5), title=title)
+    out = sweep / "contact_sheet.png"
+    save_image_atomic(sheet, out)
+    print(f"contact sheet: {out}")
+    return out
+
+
+def main(cfg: DictConfig) -> int:
+    from stylenet.weights import VGGWeightsError
+
+    try:
+        summary = run(cfg)
+    except (OptimizeError, ImageReadError, StyleError, LayerNameError, VGGWeightsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    losses = ", ".join(f"{k}={v:.4g}" for k, v in summary["losses"].items() if "/" not in k)
+    print(f"result: {summary['result']}  ({summary['steps']} steps; {losses})")
+    return 0

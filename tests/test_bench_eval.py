@@ -1,0 +1,91 @@
+"""The benchmark and evaluation code paths on tiny inputs (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stylenet import benchmark as B
+from stylenet.checkpoint import export_inference_checkpoint
+from stylenet.evaluation import (
+    EvalConfig,
+    checkerboard_score,
+    evaluate_checkpoint,
+    ssim_luma,
+    write_report,
+)
+from stylenet.model import TransformerNet
+from tests.conftest import make_photo
+
+
+def test_naive_baseline_has_the_same_architecture():
+    naive = B.NaiveTransformerNet(32, 5)
+    ours = TransformerNet(1, 32, 5)
+    conv_naive = sum(p.numel() for n, p in naive.named_parameters() if "conv" in n)
+    conv_ours = sum(p.numel() for n, p in ours.named_parameters() if "conv" in n)
+    assert conv_naive == conv_ours
+    assert naive(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_bench_inference_and_report(tmp_path):
+    pytest.importorskip("onnxruntime")
+    rows = B.bench_inference([32], "cpu", repeats=1, tiled_size=80, tile=48, peer=False, log=lambda s: None)
+    impls = {r["impl"].split(" (")[0] for r in rows}
+    assert {"naive", "stylenet", "stylenet ONNX", "stylenet tiled 48"} <= impls
+    assert {r["model"] for r in rows} >= {"full", "narrow"}
+    for r in rows:
+        assert r["ms_per_image"] > 0 and r["megapixels_per_s"] > 0
+    tr = B.bench_training(32, batch=2, steps=1, vgg_weights="random", log=lambda s: None)
+    assert [r["impl"].split(" (")[0] for r in tr] == ["data loading", "naive loop", "stylenet step"]
+    res = {"env": B.environment(), "inference": rows, "training": tr, "notes": "tiny"}
+    path = B.write_results(res, tmp_path / "results")
+    assert json.loads(path.read_text())["inference"][0]["impl"].startswith("naive")
+    md = B.render_markdown([path])
+    assert "| naive (fp32 eager) |" in md and "1.00x" in md and "samples / s" in md
+
+
+def test_ssim_and_checkerboard():
+    torch.manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=(64, 64), mode="bilinear")
+    assert ssim_luma(x, x) == pytest.approx(1.0, abs=1e-6)
+    assert ssim_luma(x, torch.rand_like(x)) < 0.3
+    assert checkerboard_score(x, x) == pytest.approx(1.0)
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = ((yy + xx) % 2).float() * 0.1
+    assert checkerboard_score((x + checker).clamp(0, 1), x) > 10
+
+
+def test_evaluate_checkpoint_writes_report(tmp_path):
+    torch.manual_seed(0)
+    net = TransformerNet(2, 8, 1)
+    ck = tmp_path / "bank.pt"
+    export_inference_checkpoint(net, ["starry_night", "the_scream"], ck)
+    single = tmp_path / "single.pt"
+    export_inference_checkpoint(TransformerNet(1, 8, 1), ["the_scream"], single)
+    photos = tmp_path / "photos"
+    for i in range(2):
+        make_photo(photos / f"p{i}.png", (56, 40), seed=i)
+    clip = tmp_path / "clip.mp4"
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.write_frames(str(clip), (48, 32), fps=5, macro_block_size=2, ffmpeg_log_level="error")
+    gen.send(None)
+    for i in range(4):
+        gen.send(np.full((32, 48, 3), 40 * i, np.uint8))
+    gen.close()
+    cfg = EvalConfig(size=48, gap_photos=1, gap_steps=3, vgg_weights="random", device="cpu")
+    rep = evaluate_checkpoint(ck, photos, None, cfg, compare_checkpoint=single, video=clip)
+    s = rep["styles"]["the_scream"]["summary"]
+    for k in ("loss", "content_loss", "style_loss", "style_loss/relu3_3", "ssim_luma", "checkerboard_2px",
+              "amortization_gap", "compare_loss"):
+        assert np.isfinite(s[k]), k
+    assert "compare_loss" not in rep["styles"]["starry_night"]["summary"]  # not in the single ckpt
+    assert rep["video_flicker"]["frames"] == 4
+    paths = write_report(rep, tmp_path / "report")
+    md = paths["markdown"].read_text()
+    assert "| the_scream |" in md and "Amortization gap per photo" in md and "Bank vs single" in md
+    assert paths["sheet"].is_file()
+    assert json.loads(paths["json"].read_text())["styles"]["starry_night"]["per_photo"][0]["photo"] == "p0"
