@@ -69,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         path = B.write_results(results, args.results_dir)
         print(f"results: {path}")
     files = sorted(args.results_dir.glob("*.json"))
-    if files:
-        args.markdown.write_text(B.render_markdown(files))
-        print(f"report: {args.markdown} ({len(files)} run(s))")
+    quality = sorted(p.parent for p in (ROOT / "bench" / "quality").glob("*/report.md"))
+    if files or quality:
+        args.markdown.write_text(B.render_markdown(files, quality, ROOT))
+        print(f"report: {args.markdown} ({len(files)} run(s), {len(quality)} quality report(s))")
     return 0
 
 

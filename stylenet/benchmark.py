@@ -380,7 +380,21 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "n/a"
 
 
-def render_markdown(result_files: list[Path]) -> str:
+def render_quality(report_dirs: list[Path], root: Path) -> list[str]:
+    """Quality reports written by scripts/evaluate.py, included with their image links rebased."""
+    lines: list[str] = []
+    for d in sorted(report_dirs):
+        md = (d / "report.md").read_text()
+        rel = d.relative_to(root).as_posix()
+        md = md.replace("](contact_sheet.png)", f"]({rel}/contact_sheet.png)")
+        md = md.replace("# Quality report", "### Quality report", 1)
+        lines += [md, f"(from `{rel}/report.json`)", ""]
+    return lines
+
+
+def render_markdown(
+    result_files: list[Path], quality_dirs: list[Path] | None = None, root: Path | None = None
+) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -436,6 +450,14 @@ def render_markdown(result_files: list[Path]) -> str:
             lines.append("")
         if r.get("notes"):
             lines += [r["notes"], ""]
+    if quality_dirs:
+        lines += [
+            "## Quality",
+            "",
+            "Written by `scripts/evaluate.py` (see README: Benchmarks and quality).",
+            "",
+        ]
+        lines += render_quality(quality_dirs, root or Path("."))
     return "\n".join(lines) + "\n"
 
 

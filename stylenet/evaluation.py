@@ -143,14 +143,18 @@ def evaluate_checkpoint(
     from stylenet.styles import resolve_style_image
 
     cfg = cfg or EvalConfig()
-    st = Stylizer(checkpoint, device=cfg.device)
+    st = Stylizer(checkpoint, device=cfg.device, precision="fp32")
     names = list(styles) if styles else st.style_names
     for n in names:
         st.weights(n)  # unknown names: error listing the valid ones
     loss = loss or build_eval_loss(cfg.vgg_weights, cfg.vgg_weights_path)
     loss = loss.to(st.device)
     photos = load_photos(Path(content_dir), cfg.size, cfg.max_photos)
-    other = Stylizer(compare_checkpoint, device=cfg.device) if compare_checkpoint else None
+    other = (
+        Stylizer(compare_checkpoint, device=cfg.device, precision="fp32")
+        if compare_checkpoint
+        else None
+    )
 
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),

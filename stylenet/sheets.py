@@ -28,26 +28,28 @@ def contact_sheet(
     n = len(images)
     ncols = ncols or n
     nrows = (n + ncols - 1) // ncols
+    thumbs = []
+    for img in images:
+        im = img.convert("RGB").copy()
+        im.thumbnail((tile, tile), Image.LANCZOS)
+        thumbs.append(im)
+    cw = max(t.width for t in thumbs)
+    ch = max(t.height for t in thumbs)
     font = _font(14)
     label_h = 22
     title_h = 28 if title else 0
-    W = ncols * (tile + pad) + pad
-    H = title_h + nrows * (tile + label_h + pad) + pad
+    W = ncols * (cw + pad) + pad
+    H = title_h + nrows * (ch + label_h + pad) + pad
     sheet = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((pad, 6), title, fill="black", font=_font(18))
-    for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
+    for i, (im, lab) in enumerate(zip(thumbs, labels, strict=True)):
         r, c = divmod(i, ncols)
-        im = img.convert("RGB").copy()
-        im.thumbnail((tile, tile), Image.LANCZOS)
-        x = pad + c * (tile + pad) + (tile - im.width) // 2
-        y = title_h + pad + r * (tile + label_h + pad) + (tile - im.height) // 2
-        sheet.paste(im, (x, y))
+        x0 = pad + c * (cw + pad)
+        y0 = title_h + pad + r * (ch + label_h + pad)
+        sheet.paste(im, (x0 + (cw - im.width) // 2, y0 + (ch - im.height) // 2))
         text = lab if len(lab) <= 40 else lab[:37] + "..."
         tw = draw.textlength(text, font=font)
-        draw.text(
-            (pad + c * (tile + pad) + (tile - tw) / 2, title_h + pad + r * (tile + label_h + pad) + tile + 3),
-            text, fill="black", font=font,
-        )  # fmt: skip
+        draw.text((x0 + (cw - tw) / 2, y0 + ch + 3), text, fill="black", font=font)
     return sheet

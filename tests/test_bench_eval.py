@@ -32,7 +32,9 @@ def test_naive_baseline_has_the_same_architecture():
 
 def test_bench_inference_and_report(tmp_path):
     pytest.importorskip("onnxruntime")
-    rows = B.bench_inference([32], "cpu", repeats=1, tiled_size=80, tile=48, peer=False, log=lambda s: None)
+    rows = B.bench_inference(
+        [32], "cpu", repeats=1, tiled_size=80, tile=48, peer=False, log=lambda s: None
+    )
     impls = {r["impl"].split(" (")[0] for r in rows}
     assert {"naive", "stylenet", "stylenet ONNX", "stylenet tiled 48"} <= impls
     assert {r["model"] for r in rows} >= {"full", "narrow"}
@@ -71,7 +73,9 @@ def test_evaluate_checkpoint_writes_report(tmp_path):
     clip = tmp_path / "clip.mp4"
     import imageio_ffmpeg
 
-    gen = imageio_ffmpeg.write_frames(str(clip), (48, 32), fps=5, macro_block_size=2, ffmpeg_log_level="error")
+    gen = imageio_ffmpeg.write_frames(
+        str(clip), (48, 32), fps=5, macro_block_size=2, ffmpeg_log_level="error"
+    )
     gen.send(None)
     for i in range(4):
         gen.send(np.full((32, 48, 3), 40 * i, np.uint8))
@@ -79,8 +83,16 @@ def test_evaluate_checkpoint_writes_report(tmp_path):
     cfg = EvalConfig(size=48, gap_photos=1, gap_steps=3, vgg_weights="random", device="cpu")
     rep = evaluate_checkpoint(ck, photos, None, cfg, compare_checkpoint=single, video=clip)
     s = rep["styles"]["the_scream"]["summary"]
-    for k in ("loss", "content_loss", "style_loss", "style_loss/relu3_3", "ssim_luma", "checkerboard_2px",
-              "amortization_gap", "compare_loss"):
+    for k in (
+        "loss",
+        "content_loss",
+        "style_loss",
+        "style_loss/relu3_3",
+        "ssim_luma",
+        "checkerboard_2px",
+        "amortization_gap",
+        "compare_loss",
+    ):
         assert np.isfinite(s[k]), k
     assert "compare_loss" not in rep["styles"]["starry_night"]["summary"]  # not in the single ckpt
     assert rep["video_flicker"]["frames"] == 4
@@ -88,4 +100,7 @@ def test_evaluate_checkpoint_writes_report(tmp_path):
     md = paths["markdown"].read_text()
     assert "| the_scream |" in md and "Amortization gap per photo" in md and "Bank vs single" in md
     assert paths["sheet"].is_file()
-    assert json.loads(paths["json"].read_text())["styles"]["starry_night"]["per_photo"][0]["photo"] == "p0"
+    assert (
+        json.loads(paths["json"].read_text())["styles"]["starry_night"]["per_photo"][0]["photo"]
+        == "p0"
+    )

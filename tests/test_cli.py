@@ -197,3 +197,35 @@ def test_export_torchscript_and_safetensors(ckpt, tmp_path, capsys):
     w = ref.style_weights(1)
     torch.testing.assert_close(net(x, w), ref(x, w))
     assert json.loads(st.with_suffix(".json").read_text())["style_names"] == NAMES
+
+
+def test_folder_batches_same_size_images(ckpt, tmp_path, capsys):
+    d = tmp_path / "same"
+    for i in range(4):
+        make_photo(d / f"s{i}.png", (40, 32), seed=i)
+    make_photo(d / "other.png", (36, 44), seed=9)
+    assert (
+        run("-c", ckpt, "-i", d, "-o", tmp_path / "b1", "--style", "1", "--precision", "fp32") == 0
+    )
+    assert (
+        run(
+            "-c",
+            ckpt,
+            "-i",
+            d,
+            "-o",
+            tmp_path / "b3",
+            "--style",
+            "1",
+            "--precision",
+            "fp32",
+            "--batch-size",
+            "3",
+        )
+        == 0
+    )
+    assert "5 stylized" in capsys.readouterr().out
+    for p in sorted((tmp_path / "b1").iterdir()):
+        a = np.asarray(Image.open(p), dtype=int)
+        b = np.asarray(Image.open(tmp_path / "b3" / p.name), dtype=int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, p.name

@@ -38,7 +38,7 @@ def ckpt(net, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def st(ckpt):
-    return Stylizer(ckpt, device="cpu")
+    return Stylizer(ckpt, device="cpu", precision="fp32")
 
 
 def _img(w=70, h=50, seed=0):
@@ -183,3 +183,14 @@ def test_tensor_api_roundtrip(st):
     x = torch.rand(3, 40, 52)
     y = st.stylize(x, style="night_cafe", max_size=0)
     assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+
+
+def test_bf16_close_to_fp32(ckpt):
+    img = _img(64, 64)
+    a = np.asarray(
+        Stylizer(ckpt, device="cpu", precision="fp32").stylize(img, style=0), dtype=float
+    )
+    b = np.asarray(
+        Stylizer(ckpt, device="cpu", precision="bf16").stylize(img, style=0), dtype=float
+    )
+    assert np.abs(a - b).mean() < 3.0  # 0..255 units

@@ -127,7 +127,7 @@ def test_sweep_writes_contact_sheet_one_tile_per_variant(tmp_path):
         assert (sweep / str(j) / "snapshots" / "step00002.png").is_file()
         assert list((sweep / str(j) / "tb").glob("events.*"))
     w, h = Image.open(sheet).size
-    assert w == 3 * (256 + 6) + 6  # three tiles side by side
+    assert w == 3 * (32 + 6) + 6  # three 32 px results side by side
 
 
 def test_cli_bad_inputs(tmp_path):
