@@ -77,26 +77,51 @@ def count_params(m: nn.Module) -> int:
 # ----------------------------------------------------------------------------------- timing
 
 
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0
+
+
 def time_fn(fn: Callable[[], Any], repeats: int = 5, warmup: int = 2, cuda: bool = False) -> dict:
-    """Median wall time of ``fn`` in ms after warm-up (CUDA-synchronised when ``cuda``)."""
-    for _ in range(warmup):
-        fn()
+    """Median wall time of ``fn`` in ms after warm-up (CUDA-synchronised when ``cuda``), and the
+    peak resident memory sampled every 5 ms while it ran (``peak_rss_mb``; with CUDA, also the
+    peak allocated device memory)."""
+    import threading
+
+    peak = [_rss_mb()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], _rss_mb())
+
     if cuda:
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
+        torch.cuda.reset_peak_memory_stats()
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        for _ in range(warmup):
+            fn()
         if cuda:
             torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": repeats}
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            if cuda:
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        stop.set()
+        th.join()
+    out = {"median_ms": statistics.median(times), "min_ms": min(times), "runs": repeats,
+           "peak_rss_mb": round(peak[0], 1)}  # fmt: skip
+    if cuda:
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 def environment() -> dict[str, Any]:
@@ -208,7 +233,7 @@ def bench_inference(
                           precision=precision)  # fmt: skip
             w = st.weights(0)[None]
             t = time_fn(lambda st=st, w=w, x=x: st.forward(x, w), repeats, cuda=cuda)
-            add({**base, **t, "impl": f"stylenet ({st.dtype_name})", "model": label,
+            add({**base, **t, "impl": f"stylenet {label} ({st.dtype_name})", "model": label,
                  "params": count_params(net)})  # fmt: skip
         if onnx and not cuda and batch == 1:
             rows.extend(_onnx_rows(full, base, s, repeats, add))
@@ -222,10 +247,6 @@ def bench_inference(
         add({"device": device, "height": tiled_size, "width": tiled_size, "batch": 1, **t,
              "impl": f"stylenet tiled {tile} ({st.dtype_name})", "model": "full",
              "params": count_params(full)})  # fmt: skip
-    for r in rows:
-        r["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-        if cuda:
-            r["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return rows
 
 
@@ -337,28 +358,35 @@ def bench_training(
                  **t, "samples_per_s": batch / (t["median_ms"] / 1000)})  # fmt: skip
 
     styles = [{"name": f"s{i}", "image": "starry_night"} for i in range(num_styles)]
-    module = StyleTransferModule(styles, vgg_weights=vgg_weights, style_size=2 * size,
-                                 channels_last=cuda).to(dev)  # fmt: skip
+    module = StyleTransferModule(
+        styles, vgg_weights=vgg_weights, style_size=2 * size, channels_last=True
+    ).to(dev)
     opt2 = torch.optim.Adam(module.net.parameters(), 1e-3)
     module.log = lambda *a, **k: None  # the step outside a Trainer: logging is a no-op
     batch_data = collate([ds[i] for i in range(batch)])
-    autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda)
+    # Mixed precision where it pays: CUDA, and CPUs with AMX (trainer.precision=bf16-mixed).
+    settings = [True] if cuda else ([False, True] if cpu_bf16_fast() else [False])
+    for bf16 in settings:
 
-    def our_step() -> None:
-        b = {
-            "image": batch_data["image"].to(dev, non_blocking=True),
-            "failures": batch_data["failures"],
-        }
-        opt2.zero_grad(set_to_none=True)
-        with autocast:
-            out = module.training_step(b, 0)
-        out.backward()
-        opt2.step()
+        def our_step(bf16: bool = bf16) -> None:
+            b = {
+                "image": batch_data["image"].to(dev, non_blocking=True),
+                "failures": batch_data["failures"],
+            }
+            opt2.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+                out = module.training_step(b, 0)
+            out.backward()
+            opt2.step()
 
-    t = time_fn(our_step, steps, warmup=1, cuda=cuda)
-    label = "stylenet step (bf16 autocast, channels_last)" if cuda else "stylenet step (fp32)"
-    rows.append({"impl": label, "device": device, "size": size, "batch": batch, **t,
-                 "samples_per_s": batch / (t["median_ms"] / 1000), "data": "preloaded (workers in training)"})  # fmt: skip
+        t = time_fn(our_step, steps, warmup=1, cuda=cuda)
+        label = (
+            "stylenet step (bf16 autocast, channels_last)"
+            if bf16
+            else "stylenet step (fp32, channels_last)"
+        )
+        rows.append({"impl": label, "device": device, "size": size, "batch": batch, **t,
+                     "samples_per_s": batch / (t["median_ms"] / 1000)})  # fmt: skip
     for r in rows:
         log(f"  {r['impl']:<44} {r['size']}px b{r['batch']}: {r['samples_per_s']:8.2f} samples/s")
     return rows
@@ -416,7 +444,7 @@ def render_markdown(
         inf = r.get("inference", [])
         if inf:
             lines += [
-                "| impl | model | params | size | batch | ms / image | MP/s | vs naive | peak RSS MB |",
+                "| impl | model | params | size | batch | ms / image | MP/s | vs naive | process RSS peak MB |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|",
             ]
             naive = {
@@ -431,11 +459,20 @@ def render_markdown(
                     f"{_ratio(naive.get((x['height'], x['batch'])), x['ms_per_image'])} | {x.get('peak_rss_mb', '')} |"
                 )
             peer = {x["height"]: x["ms_per_image"] for x in inf if x["impl"].startswith("peer")}
-            ours = {x["height"]: x["ms_per_image"] for x in inf
-                    if x["impl"].startswith("stylenet (") and x["model"] == "full" and x["batch"] == 1}  # fmt: skip
             if peer:
-                lines += ["", "Ours (full model) vs the peer, same run: " + ", ".join(
-                    f"{s}px {_ratio(peer[s], ours.get(s))} (peer ms / ours ms)" for s in sorted(peer))]  # fmt: skip
+                lines.append("")
+                for model in ("full", "narrow"):
+                    ours = {x["height"]: x["ms_per_image"] for x in inf
+                            if x["impl"].startswith("stylenet") and x["model"] == model and x["batch"] == 1
+                            and "ONNX" not in x["impl"] and "tiled" not in x["impl"]}  # fmt: skip
+                    if ours:
+                        lines.append(
+                            f"Peer time / ours ({model} model), same run (above 1: ours is faster): "
+                            + ", ".join(
+                                f"{s}px {_ratio(peer[s], ours.get(s))}" for s in sorted(peer)
+                            )
+                            + ".  "
+                        )
             lines.append("")
         tr = r.get("training", [])
         if tr:

@@ -200,7 +200,9 @@ class Stylizer:
         self.dtype = dtypes[precision]
         self.dtype_name = precision
         if channels_last is None:
-            channels_last = self.device.type == "cuda"
+            # NHWC is faster on GPUs (tensor cores) and for oneDNN's CPU convolutions (measured:
+            # full model at 1024x1024 on 2 cores, bf16 2.18 s -> 1.42 s, fp32 3.6 s -> 3.3 s).
+            channels_last = True
         self.channels_last = channels_last
         net = net.eval().requires_grad_(False).to(self.device)
         # Half precision only for the convolutions; norm statistics are computed in fp32 inside.

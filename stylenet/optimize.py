@@ -232,6 +232,8 @@ def optimize_image(
             opt.zero_grad(set_to_none=True)
             terms = loss_fn.combine(vgg(x), c_feats, grams, x)
             terms["loss"].backward()
+            # The channels_last VGG hands back a channels_last gradient; L-BFGS needs a flat view.
+            x.grad = x.grad.contiguous()
             closure.terms = terms  # type: ignore[attr-defined]
             return terms["loss"]
 
