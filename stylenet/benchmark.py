@@ -496,7 +496,3 @@ def render_markdown(
         ]
         lines += render_quality(quality_dirs, root or Path("."))
     return "\n".join(lines) + "\n"
-
-
-def default_threads() -> int:
-    return int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))

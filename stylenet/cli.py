@@ -9,9 +9,6 @@ from omegaconf import DictConfig
 
 log = logging.getLogger("stylenet")
 
-# The errors a user can cause with their input: reported in one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = ()
-
 
 def user_errors() -> tuple[type[BaseException], ...]:
     from stylenet.checkpoint import CheckpointError

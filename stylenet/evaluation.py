@@ -169,10 +169,11 @@ def evaluate_checkpoint(
         },
         "styles": {},
     }
+    trained_styles = _trained_style_images(checkpoint)
     outputs: dict[str, list[Tensor]] = {}
     for name in names:
         style_img = image_to_tensor(
-            load_image(resolve_style_image(_style_image_for(checkpoint, name)))
+            load_image(resolve_style_image(trained_styles.get(name, name)))
         )[None]
         style_img = resize_long(style_img, cfg.size).clamp(0, 1).to(st.device)
         grams = loss.style_grams(style_img)
@@ -220,14 +221,12 @@ def evaluate_checkpoint(
     return report
 
 
-def _style_image_for(checkpoint: str | Path, name: str) -> str:
-    """The painting a style was trained on (from the checkpoint's training config), else the
-    shipped painting of that name."""
+def _trained_style_images(checkpoint: str | Path) -> dict[str, str]:
+    """{style name: painting it was trained on}, from the checkpoint's training config (styles
+    not listed there fall back to the shipped painting of that name)."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    entry = (ckpt.get("train_config") or {}).get("style", {}).get(name)
-    if isinstance(entry, dict) and entry.get("image"):
-        return str(entry["image"])
-    return name
+    styles = (ckpt.get("train_config") or {}).get("style", {})
+    return {n: str(e["image"]) for n, e in styles.items() if isinstance(e, dict) and e.get("image")}
 
 
 def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, float]:

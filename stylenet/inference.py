@@ -18,7 +18,6 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -244,8 +243,14 @@ class Stylizer:
         """Network on [B, 3, H, W] in [0, 1] (any size); ``w`` is [B|1, S] or [B|1, S, H, W]."""
         if w.shape[0] == 1 and x.shape[0] > 1:
             w = w.expand(x.shape[0], *w.shape[1:])
-        x = self._prep(x)
-        w = w.to(self.device, torch.float32)
+        h, wd = x.shape[-2:]
+        x, w = self._pad4(self._prep(x), w.to(self.device, torch.float32))
+        y, _ = self._core(x, w, stats)
+        return y[..., :h, :wd].float()
+
+    @staticmethod
+    def _pad4(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        """Pad the image (and a weight map) to multiples of 4 for the two stride-2 stages."""
         h, wd = x.shape[-2:]
         ph, pw = (-h) % 4, (-wd) % 4
         if ph or pw:
@@ -253,8 +258,7 @@ class Stylizer:
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
             if w.dim() == 4:
                 w = F.pad(w, (0, pw, 0, ph), mode="replicate")
-        y, _ = self._core(x, w, stats)
-        return y[..., :h, :wd].float()
+        return x, w
 
     @torch.inference_mode()
     def global_stats(self, x: Tensor, w: Tensor, stats_size: int = STATS_SIZE) -> NormStats:
@@ -263,13 +267,8 @@ class Stylizer:
         f = min(1.0, stats_size / max(h, wd))
         small = _resize(x, (max(MIN_SIZE, round(h * f)), max(MIN_SIZE, round(wd * f))))
         ws = _resize(w, small.shape[-2:]) if w.dim() == 4 else w
-        xs = self._prep(small)
-        ph, pw = (-xs.shape[-2]) % 4, (-xs.shape[-1]) % 4
-        if ph or pw:
-            xs = F.pad(xs, (0, pw, 0, ph), mode="reflect")
-            if ws.dim() == 4:
-                ws = F.pad(ws, (0, pw, 0, ph), mode="replicate")
-        _, stats = self.net.core(xs, ws.to(self.device, torch.float32))
+        xs, ws = self._pad4(self._prep(small), ws.to(self.device, torch.float32))
+        _, stats = self.net.core(xs, ws)
         return stats
 
     @torch.inference_mode()
@@ -374,7 +373,3 @@ def mask_to_tensor(mask: Image.Image | Tensor) -> Tensor:
     if m.max() > 1.0:
         m = m / 255.0
     return m.clamp(0, 1)
-
-
-def load_stylizer(path: str | Path, **kw) -> Stylizer:
-    return Stylizer(path, **kw)

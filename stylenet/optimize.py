@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -285,15 +283,3 @@ def optimize_image(
 def _scaled_hw(h: int, w: int, size: int) -> tuple[int, int]:
     f = size / max(h, w)
     return max(1, round(h * f)), max(1, round(w * f))
-
-
-def load_content(path: str | os.PathLike, size: int) -> Tensor:
-    from stylenet.data import image_to_tensor, load_image
-
-    t = image_to_tensor(load_image(path))[None]
-    return resize_long(t, size).clamp(0, 1) if size else t
-
-
-def output_path(run_dir: Path, name: str = "result.png") -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir / name
