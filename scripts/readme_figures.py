@@ -25,10 +25,10 @@ def main() -> int:
     args = p.parse_args()
 
     from PIL import Image
+    from stylenet.media import save_image_atomic
 
     from stylenet.data import load_image
     from stylenet.inference import Stylizer
-    from stylenet.media import save_image_atomic
     from stylenet.sheets import contact_sheet
 
     st = Stylizer(args.checkpoint, precision="fp32")

@@ -1,12 +1,5 @@
-#!/usr/bin/env python
-"""Stylize images, folders and videos with an exported checkpoint. See --help."""
+"""Stylize images, folders and videos (stylenet-stylize). See --help."""
 
-import sys
-from pathlib import Path
+from stylenet.cli.stylize import entry
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from stylenet.cli import stylize_main  # noqa: E402
-
-if __name__ == "__main__":
-    sys.exit(stylize_main())
+entry()

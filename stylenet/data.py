@@ -1,120 +1,63 @@
 """Content images for training: a folder of photos (recursive) or a COCO annotation JSON.
 
-Bad files never stop a run: files that cannot even be identified are dropped (and counted) when
-the set is scanned; files that fail later (truncated data) are replaced by another image and
-counted per batch, and the count is logged by the training system.
+Bad files never stop a run and are always counted: the set is scanned before any model is
+built, and the scan decodes every file completely (on worker threads; JPEGs in Pillow's fast
+draft mode), so unreadable, empty and truncated files are dropped and reported up front. Scan
+results are cached per file (path, size, modification time), so a second run over the same set
+costs nothing. A file that still fails at load time is replaced by another image and counted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
+from stylenet.errors import DataError, ImageReadError, OptionError
+from stylenet.files import write_text
+from stylenet.imaging import (
+    IMAGE_EXTENSIONS,
+    image_to_tensor,
+    list_images,
+    load_image,
+    verify_decodes,
+)
+from stylenet.model import MIN_SIZE
+from stylenet.paths import SAMPLE_CONTENT_DIR, cache_dir
+
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
-ASSETS = Path(__file__).resolve().parent / "assets"
-SAMPLE_CONTENT_DIR = ASSETS / "content"
-STYLE_DIR = ASSETS / "styles"
-
-# Refuse decompression bombs (Pillow warns at 89 MP by default; 40 MP photos are legitimate).
-Image.MAX_IMAGE_PIXELS = 300_000_000
-
-
-class DataError(ValueError):
-    pass
-
-
-class ImageReadError(ValueError):
-    pass
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB, EXIF orientation applied, transparency over white."""
-    try:
-        img = ImageOps.exif_transpose(img)
-    except Exception:  # broken EXIF must not lose the image
-        pass
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, rgba)
-    if img.mode != "RGB":
-        img = img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
-    return img
-
-
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, or raise ``ImageReadError`` naming the file and the problem."""
-    p = Path(path)
-    if not p.exists():
-        raise ImageReadError(f"{p}: no such file")
-    if p.is_dir():
-        raise ImageReadError(f"{p}: is a directory, not an image")
-    if p.stat().st_size == 0:
-        raise ImageReadError(f"{p}: empty file")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return to_rgb(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{p}: cannot read image ({type(e).__name__}: {e})") from e
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{p}: {e}") from e
-
-
-def image_to_tensor(img: Image.Image) -> Tensor:
-    """RGB PIL image -> float tensor [3, H, W] in [0, 1]."""
-    return TF.to_dtype(TF.pil_to_tensor(img), torch.float32, scale=True)
-
-
-def tensor_to_image(t: Tensor) -> Image.Image:
-    t = t.detach().float().clamp(0, 1).cpu()
-    if t.dim() == 4:
-        t = t[0]
-    arr = (t.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-    return Image.fromarray(arr, "RGB")
-
-
-def list_images(root: str | os.PathLike) -> list[Path]:
-    root = Path(root)
-    files = [
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-    ]
-    return sorted(files)
+# Scan-cache format; bump when what is cached changes meaning.
+_SCAN_CACHE_VERSION = 1
 
 
 def coco_images(annotation: str | os.PathLike, image_root: str | os.PathLike) -> list[Path]:
     ann = Path(annotation)
     if not ann.is_file():
-        raise DataError(f"COCO annotation file {ann} does not exist")
+        raise DataError(f"COCO annotation file {ann} does not exist", option="annotations")
     try:
         meta = json.loads(ann.read_text())
         names = [im["file_name"] for im in meta["images"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DataError(f"{ann} is not a COCO annotation file ({e})") from e
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise DataError(
+            f"{ann} is not a COCO annotation file (no images[].file_name: {type(e).__name__})",
+            option="annotations",
+        ) from e
     root = Path(image_root)
     return [root / n for n in names]
 
@@ -130,28 +73,122 @@ class ScanResult:
         return sum(len(v) for v in self.skipped.values())
 
 
-def scan_images(files: Sequence[Path], min_size: int = 0, small: str = "upscale") -> ScanResult:
-    """Read each file's header (cheap: no decoding) and keep the usable ones.
+class _ScanCache:
+    """``{absolute path: [size, mtime_ns, width, height, reason]}`` for one set of files, stored
+    under the stylenet cache folder (keyed by the set's first file's folder)."""
 
-    Unreadable files are skipped and counted by reason. Images whose shorter side is below
-    ``min_size`` are upscaled at load time (``small="upscale"``) or skipped (``small="skip"``).
+    def __init__(self, files: Sequence[Path], enabled: bool) -> None:
+        self.enabled = enabled and bool(files)
+        self.entries: dict[str, list] = {}
+        self.dirty = False
+        if not self.enabled:
+            return
+        key = hashlib.sha1(str(Path(files[0]).resolve().parent).encode()).hexdigest()[:16]
+        self.path = cache_dir() / "scans" / f"{key}.json"
+        try:
+            raw = json.loads(self.path.read_text())
+            if raw.get("version") == _SCAN_CACHE_VERSION:
+                self.entries = raw["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+
+    @staticmethod
+    def _stamp(p: Path) -> tuple[int, int]:
+        st = p.stat()
+        return st.st_size, st.st_mtime_ns
+
+    def get(self, p: Path) -> tuple[int, int, str] | None:
+        if not self.enabled:
+            return None
+        e = self.entries.get(str(p.resolve()))
+        try:
+            if e and tuple(e[:2]) == self._stamp(p):
+                return int(e[2]), int(e[3]), str(e[4])
+        except OSError:
+            return None
+        return None
+
+    def put(self, p: Path, w: int, h: int, reason: str) -> None:
+        if not self.enabled:
+            return
+        try:
+            self.entries[str(p.resolve())] = [*self._stamp(p), w, h, reason]
+            self.dirty = True
+        except OSError:
+            pass
+
+    def save(self) -> None:
+        if self.enabled and self.dirty:
+            try:
+                write_text(
+                    self.path,
+                    json.dumps({"version": _SCAN_CACHE_VERSION, "files": self.entries}),
+                )
+            except OSError as e:  # a read-only cache folder costs a rescan next time, no more
+                log.debug("scan cache not written: %s", e)
+
+
+def _check_one(p: Path) -> tuple[int, int, str]:
+    """(width, height, "") for a usable file, (0, 0, reason) otherwise."""
+    try:
+        w, h = verify_decodes(p)
+        return w, h, ""
+    except ImageReadError as e:
+        if not p.exists():
+            return 0, 0, "missing"
+        if "empty file" in e.message:
+            return 0, 0, "empty"
+        if "truncated" in e.message.lower():
+            return 0, 0, "truncated"
+        return 0, 0, "unreadable"
+    except OSError:
+        return 0, 0, "unreadable"
+
+
+def scan_images(
+    files: Sequence[Path],
+    min_size: int = 0,
+    small: str = "upscale",
+    workers: int | None = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> ScanResult:
+    """Decode each file once and keep the usable ones; skipped files are counted by reason.
+
+    Images whose shorter side is below ``min_size`` are upscaled at load time
+    (``small="upscale"``) or skipped (``small="skip"``).
     """
     if small not in ("upscale", "skip"):
-        raise ValueError(f"data.small_images must be 'upscale' or 'skip', got {small!r}")
+        raise OptionError(f"must be 'upscale' or 'skip', got {small!r}", option="small_images")
+    files = list(files)
+    store = _ScanCache(files, cache)
+    results: list[tuple[int, int, str] | None] = [store.get(p) for p in files]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        n = workers if workers is not None else min(8, os.cpu_count() or 1)
+        bar = None
+        if progress and len(todo) > 200:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc="checking photos", unit="img", leave=False)
+        with ThreadPoolExecutor(max_workers=max(1, n)) as pool:
+            for i, r in zip(todo, pool.map(_check_one, [files[i] for i in todo]), strict=True):
+                results[i] = r
+                if r[2] != "missing":
+                    store.put(files[i], *r)
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        store.save()
     keep: list[Path] = []
     sizes: list[tuple[int, int]] = []
     skipped: dict[str, list[str]] = {}
-    for p in files:
-        try:
-            if p.stat().st_size == 0:
-                raise ImageReadError("empty file")
-            with Image.open(p) as im:
-                w, h = im.size
-        except FileNotFoundError:
-            skipped.setdefault("missing", []).append(str(p))
-            continue
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImageReadError):
-            skipped.setdefault("unreadable", []).append(str(p))
+    for p, r in zip(files, results, strict=True):
+        assert r is not None
+        w, h, reason = r
+        if reason:
+            skipped.setdefault(reason, []).append(str(p))
             continue
         if min(w, h) < min_size and small == "skip":
             skipped.setdefault("too small", []).append(str(p))
@@ -177,7 +214,7 @@ class ContentDataset(Dataset):
         max_retries: int = 10,
     ) -> None:
         if not files:
-            raise DataError("ContentDataset needs at least one image")
+            raise DataError("the content set needs at least one image")
         self.files = list(files)
         self.image_size = int(image_size)
         self.max_retries = max_retries
@@ -221,9 +258,39 @@ class ContentDataset(Dataset):
         )
 
 
-def collate(batch: list[tuple[Tensor, int]]) -> dict[str, Tensor]:
+def collate(batch: list[tuple[Tensor, int]]) -> dict[str, Tensor | int]:
+    """Stack crops; ``failures`` stays a Python int (moving it to the GPU and reading it back
+    would cost a host sync every step)."""
     imgs, fails = zip(*batch, strict=True)
-    return {"image": torch.stack(imgs), "failures": torch.tensor(sum(fails))}
+    return {"image": torch.stack(imgs), "failures": int(sum(fails))}
+
+
+class LongEpochSampler(Sampler[int]):
+    """Shuffled passes over the data set, concatenated into an epoch of at least ``min_samples``.
+
+    On a small photo set a plain shuffled loader ends its epoch every few steps, and every epoch
+    end drains the worker pipeline and restarts it (the per-epoch stalls seen with 8 steps per
+    epoch on a GPU); long epochs keep the workers streaming. Each epoch reshuffles
+    (``set_epoch``, which Lightning calls), and under DDP Lightning splits the indices between
+    ranks.
+    """
+
+    def __init__(self, n: int, min_samples: int, seed: int = 0) -> None:
+        self.n = int(n)
+        self.passes = max(1, math.ceil(int(min_samples) / max(1, self.n)))
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n * self.passes
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        for _ in range(self.passes):
+            yield from torch.randperm(self.n, generator=g).tolist()
 
 
 def resolve_data_path(path: str | os.PathLike | None) -> Path | None:
@@ -254,6 +321,8 @@ class ContentDataModule(pl.LightningDataModule):
         sample_size: int = 256,
         pin_memory: bool | None = None,
         seed: int = 0,
+        min_epoch_samples: int = 0,
+        scan_cache: bool = True,
     ) -> None:
         super().__init__()
         self.root = resolve_data_path(root) or SAMPLE_CONTENT_DIR
@@ -268,28 +337,54 @@ class ContentDataModule(pl.LightningDataModule):
         self.sample_size = int(sample_size)
         self.pin_memory = pin_memory
         self.seed = seed
+        self.min_epoch_samples = int(min_epoch_samples)
+        self.scan_cache = scan_cache
         self.scan: ScanResult | None = None
         self.train_files: list[Path] = []
         self.sample_files: list[Path] = []
+        self._check_options()
+
+    def _check_options(self) -> None:
+        if self.image_size < MIN_SIZE:
+            raise OptionError(
+                f"the crop size is {self.image_size} px; the network needs at least {MIN_SIZE}",
+                option="image_size",
+            )
+        if self.batch_size < 1:
+            raise OptionError(f"must be at least 1, got {self.batch_size}", option="batch_size")
+        if self.num_workers < 0:
+            raise OptionError(f"must be 0 or more, got {self.num_workers}", option="num_workers")
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise OptionError(
+                f"must satisfy 0 < min <= max <= 1, got {list(self.scale)}", option="scale"
+            )
+        if self.sample_size < MIN_SIZE:
+            raise OptionError(
+                f"must be at least {MIN_SIZE} px, got {self.sample_size}", option="sample_size"
+            )
 
     def prepare(self) -> ScanResult:
         """Scan the content set; raise ``DataError`` before any model is built if it is unusable."""
         if self.scan is not None:
             return self.scan
         if not self.root.exists():
-            raise DataError(f"data.root={self.root} does not exist")
+            raise DataError(f"{self.root} does not exist", option="root")
         if self.annotations:
             candidates = coco_images(self.annotations, self.root)
         else:
             if not self.root.is_dir():
-                raise DataError(f"data.root={self.root} is not a directory")
+                raise DataError(f"{self.root} is not a directory", option="root")
             candidates = list_images(self.root)
         if not candidates:
             raise DataError(
-                f"data.root={self.root} holds no image files "
-                f"(looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+                f"{self.root} holds no image files "
+                f"(looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))})",
+                option="root",
             )
-        scan = scan_images(candidates, self.image_size, self.small_images)
+        scan = scan_images(
+            candidates, self.image_size, self.small_images, cache=self.scan_cache, progress=True
+        )
         if scan.num_skipped:
             detail = "; ".join(f"{k}: {len(v)} (e.g. {v[0]})" for k, v in scan.skipped.items())
             log.warning(
@@ -300,7 +395,9 @@ class ContentDataModule(pl.LightningDataModule):
             )
         if not scan.files:
             raise DataError(
-                f"data.root={self.root}: none of {len(candidates)} files is a usable image"
+                f"{self.root}: none of {len(candidates)} files is a usable image "
+                f"({', '.join(f'{k}: {len(v)}' for k, v in scan.skipped.items())})",
+                option="root",
             )
         files = list(scan.files)
         # Held-out photos for the sample grid: a fixed, seeded choice, never trained on (as long
@@ -341,13 +438,15 @@ class ContentDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
+        n = len(self.train_set)
+        sampler = LongEpochSampler(n, self.min_epoch_samples, self.seed)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=pin,
-            drop_last=len(self.train_set) >= self.batch_size,
+            drop_last=len(sampler) >= self.batch_size,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate,
             prefetch_factor=4 if self.num_workers > 0 else None,

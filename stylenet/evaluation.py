@@ -26,15 +26,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stylenet.data import image_to_tensor, list_images, load_image
+from stylenet.errors import DataError
+from stylenet.imaging import (
+    frame_to_tensor,
+    image_to_tensor,
+    list_images,
+    load_image,
+    luma,
+    resize_long,
+)
 from stylenet.inference import StylizeOptions, Stylizer
 from stylenet.losses import PerceptualLoss, VGGFeatures
-from stylenet.optimize import optimize_image, resize_long
+from stylenet.optimize import optimize_image
+from stylenet.vgg import DEFAULT_CONTENT_LAYERS, default_layer_weights
 
 log = logging.getLogger(__name__)
 
-EVAL_CONTENT_LAYERS = ("relu2_2",)
-EVAL_STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
+EVAL_CONTENT_LAYERS = DEFAULT_CONTENT_LAYERS
+EVAL_STYLE_LAYERS = default_layer_weights()
 EVAL_CONTENT_WEIGHT = 1e5
 EVAL_STYLE_WEIGHT = 1e10
 
@@ -58,13 +67,9 @@ def eval_terms(
     return {k: float(v) for k, v in terms.items() if k != "tv_loss"}
 
 
-def _luma(x: Tensor) -> Tensor:
-    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-
-
 def ssim_luma(a: Tensor, b: Tensor) -> float:
     """SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03) on luma."""
-    x, y = _luma(a), _luma(b)
+    x, y = luma(a), luma(b)
     g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
     g = (g / g.sum()).to(x)
     win = (g[:, None] * g[None, :])[None, None]
@@ -84,7 +89,7 @@ def ssim_luma(a: Tensor, b: Tensor) -> float:
 def periodic_energy(x: Tensor, period: int) -> float:
     """Fraction of the luma's (mean-removed) spectral energy on the lines of frequency 1/period
     in either axis: checkerboard and grid artifacts of stride-2 layers show up there."""
-    y = _luma(x)[0, 0]
+    y = luma(x)[0, 0]
     y = y - y.mean()
     h, w = y.shape
     p = torch.fft.fft2(y).abs() ** 2
@@ -127,7 +132,7 @@ def load_photos(content_dir: Path, size: int, max_photos: int = 0) -> list[tuple
             continue
         out.append((f.stem, resize_long(t, size).clamp(0, 1)))
     if not out:
-        raise ValueError(f"no readable photos under {content_dir}")
+        raise DataError(f"no readable photos under {content_dir}")
     return out
 
 
@@ -146,7 +151,7 @@ def evaluate_checkpoint(
     st = Stylizer(checkpoint, device=cfg.device, precision="fp32")
     names = list(styles) if styles else st.style_names
     for n in names:
-        st.weights(n)  # unknown names: error listing the valid ones
+        st.mix(n)  # unknown names: error listing the valid ones
     loss = loss or build_eval_loss(cfg.vgg_weights, cfg.vgg_weights_path)
     loss = loss.to(st.device)
     photos = load_photos(Path(content_dir), cfg.size, cfg.max_photos)
@@ -224,8 +229,9 @@ def evaluate_checkpoint(
 def _trained_style_images(checkpoint: str | Path) -> dict[str, str]:
     """{style name: painting it was trained on}, from the checkpoint's training config (styles
     not listed there fall back to the shipped painting of that name)."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    styles = (ckpt.get("train_config") or {}).get("style", {})
+    from stylenet.checkpoint import read_checkpoint
+
+    styles = (read_checkpoint(checkpoint).get("train_config") or {}).get("style", {})
     return {n: str(e["image"]) for n, e in styles.items() if isinstance(e, dict) and e.get("image")}
 
 
@@ -238,7 +244,7 @@ def video_flicker(
     st: Stylizer, path: Path, style: str, size: int, max_frames: int = 30
 ) -> dict[str, float]:
     """Mean absolute frame-to-frame change of the stylized clip relative to the input clip's."""
-    from stylenet.media import read_frames
+    from stylenet.video import read_frames
 
     prev_x = prev_y = None
     dx = dy = 0.0
@@ -246,7 +252,7 @@ def video_flicker(
     for i, frame in enumerate(read_frames(path)):
         if i >= max_frames:
             break
-        x = torch.from_numpy(frame.copy()).permute(2, 0, 1).float().div(255)[None]
+        x = frame_to_tensor(frame)
         x = resize_long(x, min(size, max(x.shape[-2:]))).clamp(0, 1)
         y = st.stylize_tensor(x, StylizeOptions(style=style, max_size=0))
         if prev_x is not None:
@@ -261,8 +267,8 @@ def video_flicker(
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    from stylenet.data import tensor_to_image
-    from stylenet.media import save_image_atomic
+    from stylenet.files import save_image, write_text
+    from stylenet.imaging import tensor_to_image
     from stylenet.sheets import contact_sheet
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +279,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         "markdown": out_dir / "report.md",
         "sheet": out_dir / "contact_sheet.png",
     }
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    write_text(paths["json"], json.dumps(report, indent=2) + "\n")
     names = list(report["styles"])
     imgs, labels = [], []
     for i, (pname, photo) in enumerate(photos):
@@ -283,8 +289,8 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
             imgs.append(tensor_to_image(outputs[n][i]))
             labels.append(n)
     sheet = contact_sheet(imgs, labels, ncols=len(names) + 1, tile=192)
-    save_image_atomic(sheet, paths["sheet"])
-    paths["markdown"].write_text(render_report_md(report))
+    save_image(sheet, paths["sheet"])
+    write_text(paths["markdown"], render_report_md(report))
     return paths
 
 

@@ -20,41 +20,50 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylenet.checkpoint import load_network
+from stylenet.errors import CheckpointError, OptionError
+from stylenet.files import atomic_write, write_text
+from stylenet.imaging import pad_to_multiple
 from stylenet.model import TransformerNet
-from stylenet.weights import save_atomic
 
 ONNX_OPSET = 17
+FORMATS = ("onnx", "torchscript", "safetensors")
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``: one description per exported file, so exporting
+    one checkpoint to two formats never writes the same sidecar twice."""
+    p = Path(path)
+    return p.with_name(p.name + ".json")
 
 
 class ExportWrapper(nn.Module):
-    """``(image [B, 3, H, W] in [0, 1], style_weights [B, S]) -> image``; H, W multiples of 4."""
+    """``(image [B, 3, H, W] in [0, 1], mix [B, S]) -> image``; H, W multiples of 4."""
 
     def __init__(self, net: TransformerNet) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, image: Tensor, style_weights: Tensor) -> Tensor:
-        return self.net.core(image, style_weights)[0]
+    def forward(self, image: Tensor, mix: Tensor) -> Tensor:
+        return self.net.core(image, mix)[0]
 
 
 def export_onnx(net: TransformerNet, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportWrapper(net.float().eval())
     x = torch.rand(1, 3, 64, 64)
     w = torch.full((1, net.num_styles), 1.0 / net.num_styles)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper, (x, w), str(tmp), dynamo=False, opset_version=opset,
-            input_names=["image", "style_weights"], output_names=["stylized"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                          "style_weights": {0: "batch"},
-                          "stylized": {0: "batch", 2: "height", 3: "width"}},
-        )  # fmt: skip
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper, (x, w), str(tmp), dynamo=False, opset_version=opset,
+                input_names=["image", "mix"], output_names=["stylized"],
+                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                              "mix": {0: "batch"},
+                              "stylized": {0: "batch", 2: "height", 3: "width"}},
+            )  # fmt: skip
+
+    return atomic_write(path, write)
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):  # noqa: ANN201
@@ -67,14 +76,14 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None):  # noqa: 
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(session, image: np.ndarray, style_weights: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    """``image`` [B, 3, H, W] float32 in [0, 1], any size (reflect-padded to multiples of 4)."""
+def run_onnx(session, image: np.ndarray, mix: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """``image`` [B, 3, H, W] float32 in [0, 1], any size (reflect-padded to multiples of 4);
+    ``mix`` [B, S]. Works with files whose second input is named ``mix`` or, as exported by
+    earlier versions, ``style_weights``."""
     h, w = image.shape[-2:]
-    ph, pw = (-h) % 4, (-w) % 4
-    if ph or pw:
-        image = np.pad(image, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
-    out = session.run(None, {"image": image.astype(np.float32),
-                             "style_weights": style_weights.astype(np.float32)})[0]  # fmt: skip
+    padded = pad_to_multiple(torch.from_numpy(np.ascontiguousarray(image, np.float32)), 4).numpy()
+    names = [i.name for i in session.get_inputs()]
+    out = session.run(None, {names[0]: padded, names[1]: mix.astype(np.float32)})[0]
     return out[..., :h, :w]
 
 
@@ -86,10 +95,7 @@ def export_torchscript(net: TransformerNet, path: str | os.PathLike) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(wrapper, (x, w), check_trace=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    traced.save(str(tmp))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: traced.save(str(tmp)))
 
 
 def export_safetensors(
@@ -99,18 +105,16 @@ def export_safetensors(
     sidecar of the same description."""
     from safetensors.torch import save_file
 
-    path = Path(path)
     meta = {
         "model_args": net.config.to_dict(),
         "style_names": list(style_names),
         "format": "stylenet",
     }
     state = {k: v.detach().float().contiguous().cpu() for k, v in net.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata={"stylenet": json.dumps(meta)})
-    os.replace(tmp, path)
-    side = path.with_suffix(".json")
-    side.write_text(json.dumps(meta, indent=2) + "\n")
+    path = atomic_write(
+        path, lambda tmp: save_file(state, str(tmp), metadata={"stylenet": json.dumps(meta)})
+    )
+    side = write_text(sidecar_path(path), json.dumps(meta, indent=2) + "\n")
     return path, side
 
 
@@ -118,8 +122,13 @@ def load_safetensors(path: str | os.PathLike) -> tuple[TransformerNet, list[str]
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["stylenet"])
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {})["stylenet"])
+    except (OSError, KeyError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} is not a stylenet safetensors export ({type(e).__name__})"
+        ) from e
     net = TransformerNet(**meta["model_args"])
     net.load_state_dict(load_file(str(path)))
     return net.eval(), list(meta["style_names"])
@@ -144,18 +153,19 @@ def check_onnx(
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike) -> dict:
+    """Export an inference checkpoint; returns a description (and the check against PyTorch)."""
+    if fmt not in FORMATS:
+        raise OptionError(f"must be one of {', '.join(FORMATS)}; got {fmt!r}", option="format")
     net, names, _ = load_network(checkpoint)
     out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     info: dict = {"format": fmt, "output": str(out), "styles": names}
     if fmt == "onnx":
         export_onnx(net, out)
         info["max_abs_diff_vs_pytorch"] = check_onnx(out, net)
-        meta = out.with_suffix(".json")
-        meta.write_text(json.dumps({"model_args": net.config.to_dict(), "style_names": names,
-                                    "inputs": {"image": "[B,3,H,W] float32 in [0,1], H and W multiples of 4",
-                                               "style_weights": f"[B,{net.num_styles}] float32, rows sum to 1"}},
-                                   indent=2) + "\n")  # fmt: skip
+        meta = {"model_args": net.config.to_dict(), "style_names": names,
+                "inputs": {"image": "[B,3,H,W] float32 in [0,1], H and W multiples of 4",
+                           "mix": f"[B,{net.num_styles}] float32, rows sum to 1"}}  # fmt: skip
+        info["sidecar"] = str(write_text(sidecar_path(out), json.dumps(meta, indent=2) + "\n"))
     elif fmt == "torchscript":
         export_torchscript(net, out)
         ts = torch.jit.load(str(out))
@@ -163,11 +173,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, output: str | os.
         w = F.one_hot(torch.tensor([0]), net.num_styles).float()
         with torch.no_grad():
             info["max_abs_diff_vs_pytorch"] = float((ts(x, w) - net(x, w)).abs().max())
-    elif fmt == "safetensors":
-        p, side = export_safetensors(net, names, out)
-        info["sidecar"] = str(side)
-    elif fmt == "pt":
-        save_atomic(torch.load(checkpoint, weights_only=True), out)
     else:
-        raise ValueError(f"unknown format {fmt!r}: onnx, torchscript or safetensors")
+        _, side = export_safetensors(net, names, out)
+        info["sidecar"] = str(side)
     return info

@@ -1,4 +1,4 @@
-"""Inference: apply a learned style, or a blend, in one forward pass.
+"""Inference: apply a learned style, or a mix of styles, in one forward pass.
 
 ``Stylizer`` loads an exported checkpoint once and stylizes PIL images or tensors:
 
@@ -7,8 +7,10 @@
                     strength=0.8, preserve_color=True)
 
 Precision ``auto``: bf16 on a GPU (fp16 where bf16 is missing) and on CPUs with AMX, fp32
-otherwise; ``precision="fp32"`` gives the reference result. Strength is a pixel blend between the photo and the full-strength result (checkpoints hold no
-"identity" style row to interpolate the network's parameters towards).
+otherwise; ``precision="fp32"`` gives the reference result. Strength is a pixel blend between the
+photo and the full-strength result (checkpoints hold no "identity" style row to interpolate the
+network's parameters towards). Memory: every request is planned against a budget first and tiled
+automatically when one pass would not fit (``stylenet.memory``).
 """
 
 from __future__ import annotations
@@ -16,17 +18,44 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
 from stylenet.checkpoint import load_network
-from stylenet.data import image_to_tensor, tensor_to_image
+from stylenet.compile import ShapeCompiled, normalise_mode
+from stylenet.device import DTYPES, cpu_bf16_fast, resolve_device, resolve_precision
+from stylenet.errors import (
+    ImageTooSmallError,
+    MemoryBudgetError,
+    OptionError,
+    StyleSpecError,
+)
+from stylenet.imaging import (
+    cap_long_side,
+    image_to_tensor,
+    pad_to_multiple,
+    preserve_color,
+    resize,
+    tensor_to_image,
+)
+from stylenet.memory import (
+    HOST_BYTES_PER_PIXEL,
+    TILED_EXTRA_BYTES_PER_PIXEL,
+    Plan,
+    fmt_bytes,
+    forward_bytes,
+    resolve_budget,
+)
+from stylenet.mix import StyleLike, parse_mix
 from stylenet.model import MIN_SIZE, NormStats, TransformerNet
+from stylenet.tiling import tile_grid, window
+
+# Re-exported for code written against the earlier single-module layout.
+from stylenet.mix import parse_style_spec  # noqa: F401  isort: skip
 
 log = logging.getLogger(__name__)
 
@@ -34,122 +63,14 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_SIZE = 1024
 # Instance-norm statistics for tiled runs come from the whole image seen at this longest side.
 STATS_SIZE = 1024
-
-
-class StyleSpecError(ValueError):
-    pass
-
-
-class ImageTooSmallError(ValueError):
-    pass
-
-
-StyleLike = str | int | Mapping[str, float] | Sequence[float] | Tensor
-
-
-def parse_style_spec(spec: StyleLike, names: Sequence[str]) -> Tensor:
-    """A style spec -> normalised weights ``[S]``.
-
-    Accepts a name (``starry_night``), an index (``2`` or ``"2"``), a blend
-    (``"starry_night=0.7,the_scream=0.3"``, weights normalised to sum to 1), an equal blend
-    (``"a,b"``), a mapping ``{name: weight}`` or a weight vector.
-    """
-    S = len(names)
-    valid = ", ".join(f"{i}:{n}" for i, n in enumerate(names))
-    w = torch.zeros(S, dtype=torch.float64)
-
-    def index_of(tok: str) -> int:
-        tok = tok.strip()
-        if tok.lstrip("-").isdigit():
-            i = int(tok)
-            if not 0 <= i < S:
-                raise StyleSpecError(f"style index {i} out of range 0..{S - 1} (styles: {valid})")
-            return i
-        if tok not in names:
-            raise StyleSpecError(f"unknown style {tok!r}; available: {valid}")
-        return list(names).index(tok)
-
-    if isinstance(spec, Tensor) or (isinstance(spec, Sequence) and not isinstance(spec, str)):
-        v = torch.as_tensor(spec, dtype=torch.float64).flatten()
-        if v.numel() != S:
-            raise StyleSpecError(f"weight vector has {v.numel()} entries for {S} styles")
-        w = v.clone()
-    elif isinstance(spec, Mapping):
-        for k, v in spec.items():
-            w[index_of(str(k))] += float(v)
-    elif isinstance(spec, int):
-        w[index_of(str(spec))] = 1.0
-    else:
-        text = str(spec).strip()
-        if not text:
-            raise StyleSpecError(f"empty style spec; available: {valid}")
-        for part in [p for p in text.split(",") if p.strip()]:
-            if "=" in part:
-                k, v = part.split("=", 1)
-                try:
-                    val = float(v)
-                except ValueError as e:
-                    raise StyleSpecError(f"bad weight {v!r} in style spec {text!r}") from e
-            else:
-                k, val = part, 1.0
-            w[index_of(k)] += val
-    if not torch.isfinite(w).all():
-        raise StyleSpecError("style weights must be finite")
-    if (w < 0).any():
-        raise StyleSpecError(f"style weights must not be negative: {spec!r}")
-    if w.sum() <= 0:
-        raise StyleSpecError(f"style weights are all zero: {spec!r}")
-    return (w / w.sum()).float()
-
-
-def preserve_color(stylized: Tensor, original: Tensor) -> Tensor:
-    """Luminance of ``stylized`` with the chrominance of ``original`` (ITU-R BT.601 YCbCr, as in
-    Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer", luminance-only
-    transfer). Both [.., 3, H, W] in [0, 1], same size."""
-    r, g, b = stylized.unbind(-3)
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    r0, g0, b0 = original.unbind(-3)
-    cb = -0.168736 * r0 - 0.331264 * g0 + 0.5 * b0
-    cr = 0.5 * r0 - 0.418688 * g0 - 0.081312 * b0
-    out = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=-3)
-    return out.clamp(0, 1)
-
-
-def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def _window(n: int, overlap: int, device: torch.device) -> Tensor:
-    """1-D blending weights for a tile that overlaps its neighbours by ``overlap`` pixels.
-
-    The outer quarter of the overlap is dropped (those pixels saw the tile's padding instead of
-    the neighbouring image), the middle half is a raised-cosine cross-fade (neighbours' ramps add
-    up to 1), the rest weighs 1.
-    """
-    w = torch.ones(n, device=device)
-    if overlap > 0:
-        skip, ramp = overlap // 4, max(1, overlap // 2)
-        t = (torch.arange(ramp, device=device, dtype=torch.float32) + 0.5) / ramp
-        r = 0.5 - 0.5 * torch.cos(math.pi * t)
-        head = torch.cat([torch.zeros(skip, device=device), r])[:n]
-        w[: head.numel()] = head
-        w[n - head.numel() :] = torch.minimum(w[n - head.numel() :], head.flip(0))
-    return w.clamp_min(1e-4)
-
-
-def _tile_spans(n: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, length) of overlapping tiles covering ``n`` pixels. Starts are multiples of 4 so
-    every tile sees the stride-2 stages on the same pixel grid as the whole image would."""
-    if n <= tile:
-        return [(0, n)]
-    step = max(4, (tile - overlap) // 4 * 4)
-    starts = list(range(0, n - tile, step))
-    last = (n - tile) // 4 * 4
-    if not starts or last > starts[-1]:
-        starts.append(last)
-    return [(s, min(tile, n - s) if s != starts[-1] else n - s) for s in starts]
+# Default tile overlap: the receptive field of the network's full-resolution layers (two 9x9
+# convolutions and a 3x3 at full resolution, 3x3s at 1/2 and 1/4) spans about 60 px; 128 px
+# leaves the cross-fade out of the padding-affected margin.
+DEFAULT_TILE_OVERLAP = 128
+# Stroke scale range: below 1/4 the network sees the photo upsampled 4x and paints strokes finer
+# than the photo's own pixels; above 8 it sees a 1024 px photo at 128 px, about the size it was
+# trained on, and strokes cover an eighth of the picture.
+STROKE_SCALE_RANGE = (0.25, 8.0)
 
 
 @dataclass
@@ -162,7 +83,58 @@ class StylizeOptions:
     max_size: int = DEFAULT_MAX_SIZE
     stroke_scale: float = 1.0
     tile: int = 0
-    tile_overlap: int = 128
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
+
+    def check(self) -> None:
+        """Every numeric option within its range; the message names the range."""
+        if not (isinstance(self.strength, (int, float)) and 0.0 <= self.strength <= 1.0):
+            raise OptionError(f"must be within 0..1, got {self.strength}", option="strength")
+        lo, hi = STROKE_SCALE_RANGE
+        if not (isinstance(self.stroke_scale, (int, float)) and lo <= self.stroke_scale <= hi):
+            raise OptionError(
+                f"must be within {lo:g}..{hi:g}, got {self.stroke_scale}", option="stroke_scale"
+            )
+        if self.max_size != 0 and not (
+            isinstance(self.max_size, int) and self.max_size >= MIN_SIZE
+        ):
+            raise OptionError(
+                f"must be 0 (native size) or at least {MIN_SIZE}, got {self.max_size}",
+                option="max_size",
+            )
+        if not (isinstance(self.tile_overlap, int) and 0 <= self.tile_overlap <= 1024):
+            raise OptionError(
+                f"must be within 0..1024 pixels, got {self.tile_overlap}", option="tile_overlap"
+            )
+        if self.tile != 0:
+            smallest = min_tile(self.tile_overlap)
+            if not (isinstance(self.tile, int) and self.tile >= smallest):
+                raise OptionError(
+                    f"must be 0 (off) or at least {smallest} (twice the overlap of "
+                    f"{self.tile_overlap} plus {MIN_SIZE}), got {self.tile}",
+                    option="tile",
+                )
+        if self.mask_style is not None and self.mask is None:
+            raise OptionError("a mask style needs a mask", option="mask_style")
+        if self.mask is not None and self.mask_style is None:
+            raise OptionError(
+                "a mask needs a second style for where the mask is black", option="mask_style"
+            )
+
+
+def min_tile(overlap: int) -> int:
+    return 2 * overlap + MIN_SIZE
+
+
+@dataclass
+class RunInfo:
+    """What the last ``stylize_tensor`` call did (for notes in the CLI and the server)."""
+
+    work_size: tuple[int, int] = (0, 0)
+    out_size: tuple[int, int] = (0, 0)
+    tile: int = 0
+    auto_tiled: bool = False
+    downscaled: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 class Stylizer:
@@ -174,34 +146,32 @@ class Stylizer:
         device: str = "auto",
         precision: str = "auto",
         channels_last: bool | None = None,
-        compile: bool = False,
+        compile: str | bool = "auto",
         net: TransformerNet | None = None,
         style_names: Sequence[str] | None = None,
+        memory_budget: int | None = None,
     ) -> None:
         if net is None:
             if checkpoint is None:
                 raise ValueError("Stylizer needs a checkpoint path or a network")
             net, style_names, _ = load_network(checkpoint)
         self.style_names = list(style_names or [f"style{i}" for i in range(net.num_styles)])
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but no CUDA device is available")
-        self.device = torch.device(device)
-        if precision == "auto":
-            if self.device.type == "cuda":
-                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-            else:
-                precision = "bf16" if cpu_has_amx() else "fp32"
-        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-        if precision not in dtypes:
-            raise ValueError(f"precision must be one of {list(dtypes)} or auto, got {precision!r}")
-        self.dtype = dtypes[precision]
-        self.dtype_name = precision
+        self.device = resolve_device(device)
+        self.dtype_name = resolve_precision(precision, self.device)
+        self.dtype = DTYPES[self.dtype_name]
+        if self.device.type == "cpu" and self.dtype != torch.float32 and not cpu_bf16_fast():
+            log.warning(
+                "note: %s on this CPU has no fast kernels (no AMX): slower than fp32 and about "
+                "5x the memory",
+                self.dtype_name,
+            )
         if channels_last is None:
-            # NHWC is faster on GPUs (tensor cores) and for oneDNN's CPU convolutions (measured:
-            # full model at 1024x1024 on 2 cores, bf16 2.18 s -> 1.42 s, fp32 3.6 s -> 3.3 s).
-            channels_last = True
+            # CPU: NHWC is faster for oneDNN's convolutions (measured, full model 1024x1024,
+            # 2 cores: bf16 2.18 -> 1.42 s on an AMX CPU; fp32 7.6 -> 5.5 s on an AVX2 CPU).
+            # CUDA: NCHW, because reflection padding is slow in channels_last on GPUs (eager
+            # profile, H100: padding 11% of the time; eager 1024x1024 bf16 14.9 ms in
+            # channels_last vs 7.6-11.8 ms in NCHW), and the compiled graph is as fast either way.
+            channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
         net = net.eval().requires_grad_(False).to(self.device)
         # Half precision only for the convolutions; norm statistics are computed in fp32 inside.
@@ -209,13 +179,28 @@ class Stylizer:
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
-        self._core = torch.compile(net.core, dynamic=True) if compile else net.core
+        self.compile_mode = normalise_mode(compile)
+        # Compiling pays where a shape repeats: on CUDA always (see stylenet.compile); on a CPU
+        # too (2 cores, AVX2, 1024x1024: narrow 2.06 -> 1.03 s, full 5.5 -> 3.1 s) but only
+        # after 20-30 s of compilation, so "auto" compiles there only for runs that announce
+        # enough repeats (``expect``).
+        self._core = ShapeCompiled(
+            net.core, self.compile_mode, enabled_here=self.device.type == "cuda"
+        )
+        self.memory_budget = memory_budget
+        self.last = RunInfo()
+        self.progress: Callable[[int, int], None] | None = None
 
-    # ------------------------------------------------------------------ weights
+    # ------------------------------------------------------------------ mixes
+    def mix(self, spec: StyleLike) -> Tensor:
+        """A style spec -> its mix ``[S]`` (see ``stylenet.mix.parse_mix``)."""
+        return parse_mix(spec, self.style_names)
+
     def weights(self, spec: StyleLike) -> Tensor:
-        return parse_style_spec(spec, self.style_names)
+        """Earlier name of ``mix``."""
+        return self.mix(spec)
 
-    def weight_map(
+    def mix_map(
         self,
         spec: StyleLike,
         mask: Image.Image | Tensor | None,
@@ -223,15 +208,23 @@ class Stylizer:
         size: tuple[int, int],
     ) -> Tensor:
         """``[1, S]`` for a single spec, ``[1, S, h, w]`` when a mask mixes two specs."""
-        wa = self.weights(spec)
+        wa = self.mix(spec)
         if mask is None:
             return wa[None]
         if mask_style is None:
-            raise StyleSpecError("a mask needs --mask-style: the style where the mask is black")
-        wb = self.weights(mask_style)
-        m = mask_to_tensor(mask)[None]  # [1, 1, H, W] in [0, 1]
-        m = _resize(m, size)
+            raise StyleSpecError(
+                "a mask needs a second style for where the mask is black", option="mask_style"
+            )
+        wb = self.mix(mask_style)
+        m = resize(mask_to_tensor(mask)[None], size)  # [1, 1, H, W] in [0, 1]
         return wa[None, :, None, None] * m + wb[None, :, None, None] * (1 - m)
+
+    def expect(self, repeats: int) -> None:
+        """Tell the compiled path how many passes of one shape are coming (a folder batch, a
+        video); on a CPU ``compile="auto"`` compiles only when that many pay for it."""
+        if self.device.type == "cpu" and self.compile_mode == "auto":
+            # 20-30 s of compilation against 1-2.5 s saved per 1024 px pass (2 AVX2 cores).
+            self._core.active = repeats >= 32
 
     # ------------------------------------------------------------------ forward passes
     def _prep(self, x: Tensor) -> Tensor:
@@ -239,41 +232,42 @@ class Stylizer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.inference_mode()
-    def forward(self, x: Tensor, w: Tensor, stats: NormStats | None = None) -> Tensor:
-        """Network on [B, 3, H, W] in [0, 1] (any size); ``w`` is [B|1, S] or [B|1, S, H, W]."""
-        if w.shape[0] == 1 and x.shape[0] > 1:
-            w = w.expand(x.shape[0], *w.shape[1:])
+    def forward(self, x: Tensor, mix: Tensor, stats: NormStats | None = None) -> Tensor:
+        """Network on [B, 3, H, W] in [0, 1] (any size); ``mix`` is [B|1, S] or [B|1, S, H, W]."""
+        if mix.shape[0] == 1 and x.shape[0] > 1:
+            mix = mix.expand(x.shape[0], *mix.shape[1:])
         h, wd = x.shape[-2:]
-        x, w = self._pad4(self._prep(x), w.to(self.device, torch.float32))
-        y, _ = self._core(x, w, stats)
+        x = pad_to_multiple(self._prep(x), 4)
+        mix = mix.to(self.device, torch.float32)
+        if mix.dim() == 4:
+            mix = pad_to_multiple(mix, 4, mode="replicate")
+        if stats is None:
+            y, _ = self._core(x, mix)
+        else:
+            y, _ = self.net.core(x, mix, stats)
         return y[..., :h, :wd].float()
 
-    @staticmethod
-    def _pad4(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-        """Pad the image (and a weight map) to multiples of 4 for the two stride-2 stages."""
-        h, wd = x.shape[-2:]
-        ph, pw = (-h) % 4, (-wd) % 4
-        if ph or pw:
-            mode = "reflect" if min(h, wd) > max(ph, pw) else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
-            if w.dim() == 4:
-                w = F.pad(w, (0, pw, 0, ph), mode="replicate")
-        return x, w
-
     @torch.inference_mode()
-    def global_stats(self, x: Tensor, w: Tensor, stats_size: int = STATS_SIZE) -> NormStats:
+    def global_stats(self, x: Tensor, mix: Tensor, stats_size: int = STATS_SIZE) -> NormStats:
         """Per-layer instance-norm statistics of the whole image, seen at ``stats_size``."""
         h, wd = x.shape[-2:]
-        f = min(1.0, stats_size / max(h, wd))
-        small = _resize(x, (max(MIN_SIZE, round(h * f)), max(MIN_SIZE, round(wd * f))))
-        ws = _resize(w, small.shape[-2:]) if w.dim() == 4 else w
-        xs, ws = self._pad4(self._prep(small), ws.to(self.device, torch.float32))
-        _, stats = self.net.core(xs, ws)
+        small = resize(x, cap_long_side(h, wd, stats_size, MIN_SIZE))
+        ms = resize(mix, small.shape[-2:]) if mix.dim() == 4 else mix
+        xs = pad_to_multiple(self._prep(small), 4)
+        ms = ms.to(self.device, torch.float32)
+        if ms.dim() == 4:
+            ms = pad_to_multiple(ms, 4, mode="replicate")
+        _, stats = self.net.core(xs, ms)
         return stats
 
     @torch.inference_mode()
     def forward_tiled(
-        self, x: Tensor, w: Tensor, tile: int, overlap: int = 128, stats_size: int = STATS_SIZE
+        self,
+        x: Tensor,
+        mix: Tensor,
+        tile: int,
+        overlap: int = DEFAULT_TILE_OVERLAP,
+        stats_size: int = STATS_SIZE,
     ) -> Tensor:
         """Stylize a large [1, 3, H, W] image tile by tile with whole-image norm statistics.
 
@@ -284,48 +278,118 @@ class Stylizer:
         if x.shape[0] != 1:
             raise ValueError("tiled stylization takes one image at a time")
         _, _, H, W = x.shape
-        tile = max(tile, 2 * overlap + MIN_SIZE)
-        stats = self.global_stats(x, w, stats_size)
+        tile = max(tile, min_tile(overlap))
+        stats = self.global_stats(x, mix, stats_size)
         out = torch.zeros(3, H, W)
         acc = torch.zeros(1, H, W)
-        for top, th in _tile_spans(H, tile, overlap):
-            for left, tw in _tile_spans(W, tile, overlap):
-                xt = x[..., top : top + th, left : left + tw]
-                wt = w[..., top : top + th, left : left + tw] if w.dim() == 4 else w
-                y = self.forward(xt, wt, stats)[0].cpu()
-                ry = overlap if H > tile else 0
-                rx = overlap if W > tile else 0
-                win = _window(th, ry, y.device)[:, None] * _window(tw, rx, y.device)[None, :]
-                out[:, top : top + th, left : left + tw] += y * win
-                acc[:, top : top + th, left : left + tw] += win
+        grid = tile_grid(H, W, tile, overlap)
+        for k, (top, th, left, tw) in enumerate(grid):
+            xt = x[..., top : top + th, left : left + tw]
+            mt = mix[..., top : top + th, left : left + tw] if mix.dim() == 4 else mix
+            y = self.forward(xt, mt, stats)[0].cpu()
+            ry = overlap if H > tile else 0
+            rx = overlap if W > tile else 0
+            win = window(th, ry)[:, None] * window(tw, rx)[None, :]
+            out[:, top : top + th, left : left + tw] += y * win
+            acc[:, top : top + th, left : left + tw] += win
+            if self.progress is not None:
+                self.progress(k + 1, len(grid))
         return (out / acc).unsqueeze(0)
+
+    # ------------------------------------------------------------------ planning
+    def sizes(
+        self, h: int, w: int, opts: StylizeOptions
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(output size, working size) of an h x w image under ``opts``."""
+        out_size = cap_long_side(h, w, opts.max_size, MIN_SIZE)
+        g = 1.0 / opts.stroke_scale
+        work = (max(MIN_SIZE, round(out_size[0] * g)), max(MIN_SIZE, round(out_size[1] * g)))
+        return out_size, work
+
+    def plan(self, h: int, w: int, opts: StylizeOptions, batch: int = 1) -> Plan:
+        """How an h x w image will run: in one pass or tiled (asked for, or because one pass
+        would exceed the memory budget). Raises ``MemoryBudgetError`` when nothing fits."""
+        _, work = self.sizes(h, w, opts)
+        c = self.net.config.base_channels
+        budget = resolve_budget(self.memory_budget, self.device)
+        host = batch * work[0] * work[1] * HOST_BYTES_PER_PIXEL
+        one_pass = forward_bytes(c, *work, batch, self.device, self.dtype)
+        if opts.tile and max(work) > opts.tile:
+            return self._tiled_plan(work, opts.tile, opts.tile_overlap, budget, auto=False)
+        if budget is None:
+            return Plan(work, 0, one_pass, host, None)
+        device_need = one_pass + (host if self.device.type == "cpu" else 0)
+        host_need = host if self.device.type == "cuda" else 0
+        if device_need <= budget and host_need <= budget:
+            return Plan(work, 0, one_pass, host, budget)
+        if batch > 1:
+            raise MemoryBudgetError(
+                f"a batch of {batch} at {work[1]}x{work[0]} needs about {fmt_bytes(device_need)}"
+            )
+        return self._tiled_plan(work, 0, opts.tile_overlap, budget, auto=True)
+
+    def _tiled_plan(
+        self, work: tuple[int, int], tile: int, overlap: int, budget: int | None, auto: bool
+    ) -> Plan:
+        c = self.net.config.base_channels
+        H, W = work
+        host = H * W * (HOST_BYTES_PER_PIXEL + TILED_EXTRA_BYTES_PER_PIXEL)
+        stats_h, stats_w = cap_long_side(H, W, STATS_SIZE, MIN_SIZE)
+        stats_need = forward_bytes(c, stats_h, stats_w, 1, self.device, self.dtype)
+        on_cpu = self.device.type == "cpu"
+        if auto:
+            assert budget is not None
+            room = budget - (host if on_cpu else 0)
+            per = forward_bytes(c, 1, 1, 1, self.device, self.dtype)
+            # The largest square tile (multiple of 4) whose pass fits in what is left.
+            side = int(math.sqrt(max(0, room) / per)) // 4 * 4 if room > 0 else 0
+            tile = min(side, 4096)
+            if tile < min_tile(overlap) or stats_need > room or (not on_cpu and host > budget):
+                need = host + min(stats_need, forward_bytes(c, *work, 1, self.device, self.dtype))
+                raise MemoryBudgetError(
+                    f"stylizing at {W}x{H} needs about {fmt_bytes(need)} even in tiles, more than "
+                    f"the memory budget of {fmt_bytes(budget)}; use a smaller size or "
+                    "stroke scale, or raise the budget"
+                )
+        tile_need = forward_bytes(c, min(tile, H), min(tile, W), 1, self.device, self.dtype)
+        return Plan(work, tile, max(tile_need, stats_need), host, budget, auto_tiled=auto)
 
     # ------------------------------------------------------------------ the whole recipe
     def stylize_tensor(self, x: Tensor, opts: StylizeOptions) -> Tensor:
-        """[1, 3, H, W] in [0, 1] -> stylized [1, 3, h, w] (h, w: H, W capped at max_size)."""
-        if not 0.0 <= opts.strength <= 1.0:
-            raise ValueError(f"strength must be within [0, 1], got {opts.strength}")
-        if opts.stroke_scale <= 0:
-            raise ValueError(f"stroke scale must be positive, got {opts.stroke_scale}")
+        """[B, 3, H, W] in [0, 1] -> stylized [B, 3, h, w] (h, w: H, W capped at max_size)."""
+        opts.check()
         H, W = x.shape[-2:]
         if min(H, W) < MIN_SIZE:
             raise ImageTooSmallError(
                 f"image is {W}x{H}; the minimum is {MIN_SIZE}x{MIN_SIZE} pixels"
             )
-        f = 1.0 if not opts.max_size or max(H, W) <= opts.max_size else opts.max_size / max(H, W)
-        out_size = (max(MIN_SIZE, round(H * f)), max(MIN_SIZE, round(W * f)))
-        src = _resize(x, out_size)
+        if opts.mask is not None:
+            check_mask_shape(opts.mask, (H, W))
+        out_size, work = self.sizes(H, W, opts)
+        try:
+            plan = self.plan(H, W, opts, batch=x.shape[0])
+        except MemoryBudgetError:
+            if x.shape[0] == 1:
+                raise
+            return torch.cat([self.stylize_tensor(xi[None], opts) for xi in x])
+        if plan.tile and x.shape[0] > 1:
+            return torch.cat([self.stylize_tensor(xi[None], opts) for xi in x])
+        self.last = RunInfo(work, out_size, plan.tile, plan.auto_tiled, out_size != (H, W))
+        if plan.auto_tiled:
+            self.last.notes.append(
+                f"tiled automatically ({plan.tile} px tiles) to stay within the memory budget "
+                f"of {fmt_bytes(plan.budget or 0)}"
+            )
+        src = resize(x, out_size)
         # Stroke scale s: the network sees the image 1/s as large, so its strokes come out s
         # times larger relative to the picture.
-        g = 1.0 / opts.stroke_scale
-        work_size = (max(MIN_SIZE, round(out_size[0] * g)), max(MIN_SIZE, round(out_size[1] * g)))
-        xin = _resize(src, work_size)
-        w = self.weight_map(opts.style, opts.mask, opts.mask_style, work_size)
-        if opts.tile and max(work_size) > opts.tile:
-            y = self.forward_tiled(xin, w, opts.tile, opts.tile_overlap)
+        xin = resize(src, work)
+        mix = self.mix_map(opts.style, opts.mask, opts.mask_style, work)
+        if plan.tile and max(work) > plan.tile:
+            y = self.forward_tiled(xin, mix, plan.tile, opts.tile_overlap)
         else:
-            y = self.forward(xin, w).cpu()
-        y = _resize(y, out_size).clamp(0, 1)
+            y = self.forward(xin, mix).cpu()
+        y = resize(y, out_size).clamp(0, 1)
         if opts.preserve_color:
             y = preserve_color(y, src)
         if opts.strength < 1.0:
@@ -336,6 +400,10 @@ class Stylizer:
         self, image: Image.Image | Tensor, style: StyleLike = 0, **kw
     ) -> Image.Image | Tensor:
         """PIL image in -> PIL image out; tensor [3, H, W] or [1, 3, H, W] in -> tensor out."""
+        known = {f.name for f in fields(StylizeOptions)}
+        unknown = set(kw) - known
+        if unknown:
+            raise TypeError(f"unknown stylize options: {', '.join(sorted(unknown))}")
         opts = StylizeOptions(style=style, **kw)
         if isinstance(image, Image.Image):
             x = image_to_tensor(image.convert("RGB"))[None]
@@ -347,24 +415,10 @@ class Stylizer:
     __call__ = stylize
 
 
-def cpu_has_amx() -> bool:
-    """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), where oneDNN's bf16
-    convolutions run about 2x faster than fp32 (measured: full model, 1024x1024, 2 cores,
-    3.3 s fp32 vs 1.4 s bf16; mean abs difference 0.6/255, max 10/255)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
-    except OSError:
-        pass
-    return False
-
-
 def mask_to_tensor(mask: Image.Image | Tensor) -> Tensor:
     """Mask -> [1, H, W] in [0, 1] (white: the first style, black: the mask style)."""
     if isinstance(mask, Image.Image):
-        return image_to_tensor(mask.convert("L"))
+        return image_to_tensor(mask.convert("L").convert("RGB"))[:1]
     m = mask.float()
     if m.dim() == 2:
         m = m[None]
@@ -373,3 +427,22 @@ def mask_to_tensor(mask: Image.Image | Tensor) -> Tensor:
     if m.max() > 1.0:
         m = m / 255.0
     return m.clamp(0, 1)
+
+
+def _mask_hw(mask: Image.Image | Tensor) -> tuple[int, int]:
+    if isinstance(mask, Image.Image):
+        return mask.height, mask.width
+    return tuple(mask.shape[-2:])  # type: ignore[return-value]
+
+
+def check_mask_shape(mask: Image.Image | Tensor, image_hw: tuple[int, int]) -> None:
+    """A mask is resized to the image, but only when their aspect ratios agree (within 2%, for
+    rounding): a mask of another shape would be stretched over the wrong regions."""
+    mh, mw = _mask_hw(mask)
+    h, w = image_hw
+    if abs((mw / mh) / (w / h) - 1) > 0.02:
+        raise OptionError(
+            f"the mask is {mw}x{mh} but the image is {w}x{h}: their aspect ratios differ, so the "
+            "mask would be stretched; make the mask the image's shape",
+            option="mask",
+        )

@@ -16,29 +16,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import vgg16
 
+from stylenet.errors import LayerNameError, OptionError
+from stylenet.vgg import (
+    DEFAULT_CONTENT_LAYERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VGG16_LAYERS,
+    VGG19_ONLY,
+    default_layer_weights,
+)
 from stylenet.weights import resolve_vgg16_features
 
 log = logging.getLogger(__name__)
-
-# ImageNet statistics the torchvision VGG16 was trained with; applied inside ``VGGFeatures`` so
-# callers always pass images in [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# Index of each ReLU in torchvision's ``vgg16().features``.
-VGG16_LAYERS: dict[str, int] = {
-    "relu1_1": 1, "relu1_2": 3,
-    "relu2_1": 6, "relu2_2": 8,
-    "relu3_1": 11, "relu3_2": 13, "relu3_3": 15,
-    "relu4_1": 18, "relu4_2": 20, "relu4_3": 22,
-    "relu5_1": 25, "relu5_2": 27, "relu5_3": 29,
-}  # fmt: skip
-# VGG19 names (Gatys et al. use VGG19) that VGG16 lacks: VGG19 has a 4th conv in blocks 3-5.
-VGG19_ONLY = ("relu3_4", "relu4_4", "relu5_4")
-
-
-class LayerNameError(ValueError):
-    pass
 
 
 def validate_layers(names: Iterable[str]) -> list[str]:
@@ -108,13 +97,15 @@ class VGGFeatures(nn.Module):
                     nn.init.kaiming_normal_(m.weight, generator=g)
                     nn.init.zeros_(m.bias)
         else:
-            raise ValueError(f"loss.vgg.weights must be 'imagenet' or 'random', got {weights!r}")
+            raise OptionError(
+                f"must be 'imagenet' or 'random', got {weights!r}", option="vgg_weights"
+            )
         if pooling == "avg":
             for i, m in enumerate(net):
                 if isinstance(m, nn.MaxPool2d):
                     net[i] = nn.AvgPool2d(2, 2)
         elif pooling != "max":
-            raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+            raise OptionError(f"must be 'max' or 'avg', got {pooling!r}", option="pooling")
         for m in net.modules():
             if isinstance(m, nn.ReLU):
                 m.inplace = False
@@ -171,16 +162,19 @@ def total_variation(x: Tensor) -> Tensor:
 
 
 class PerceptualLoss(nn.Module):
-    """Content + weighted Gram style + TV loss for a network holding several styles.
+    """Content + Gram style + TV loss for a network holding several styles.
 
-    Style targets are registered once with ``set_style_targets`` and gathered per sample by style
-    index, so every sample in a batch can train a different style.
+    Words: the three *loss weights* (``content_weight``, ``style_weight``, ``tv_weight``) balance
+    the terms; ``layer_weights`` balance the style layers inside the style term; each style's
+    ``loss_scale`` multiplies its own style term. Style targets are registered once with
+    ``set_style_targets`` and gathered per sample by style index, so every sample in a batch can
+    train a different style.
     """
 
     def __init__(
         self,
         vgg: VGGFeatures,
-        content_layers: Sequence[str] = ("relu2_2",),
+        content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
         style_layers: Mapping[str, float] | None = None,
         content_weight: float = 1e5,
         style_weight: float = 1e10,
@@ -189,19 +183,16 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.vgg = vgg
         self.content_layers = validate_layers(content_layers)
-        style_layers = dict(
-            style_layers or {n: 1.0 for n in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")}
-        )
+        style_layers = dict(style_layers or default_layer_weights())
         self.style_layers = validate_layers(style_layers)
-        self.style_layer_weights = {n: float(style_layers[n]) for n in self.style_layers}
+        self.layer_weights = {n: float(style_layers[n]) for n in self.style_layers}
         missing = set(self.content_layers + self.style_layers) - set(vgg.layers)
         if missing:
             raise LayerNameError(f"VGGFeatures was built without layers {sorted(missing)}")
         self.content_weight = float(content_weight)
         self.style_weight = float(style_weight)
         self.tv_weight = float(tv_weight)
-        self._grams: dict[str, Tensor] = {}
-        self.register_buffer("style_multipliers", torch.ones(1), persistent=False)
+        self.register_buffer("loss_scales", torch.ones(1), persistent=False)
 
     @torch.no_grad()
     def style_grams(self, image: Tensor) -> dict[str, Tensor]:
@@ -210,21 +201,36 @@ class PerceptualLoss(nn.Module):
 
     @torch.no_grad()
     def set_style_targets(
-        self, images: Sequence[Tensor], multipliers: Sequence[float] | None = None
+        self, images: Sequence[Tensor], loss_scales: Sequence[float] | None = None
     ) -> None:
         """Compute the Gram targets of each style image once ([1, 3, H, W] each, any size)."""
         grams = [self.style_grams(img) for img in images]
+        self.set_gram_targets(
+            {n: torch.cat([g[n] for g in grams], dim=0) for n in self.style_layers}, loss_scales
+        )
+
+    @torch.no_grad()
+    def set_gram_targets(
+        self, grams: Mapping[str, Tensor], loss_scales: Sequence[float] | None = None
+    ) -> None:
+        """Register precomputed Gram targets ``{layer: [S, C, C]}`` (one row per style)."""
+        count = None
         for n in self.style_layers:
-            buf = torch.cat([g[n] for g in grams], dim=0)
+            buf = grams[n]
+            count = buf.shape[0]
             name = f"gram_{n}"
             if hasattr(self, name):
                 delattr(self, name)
             # Not persistent: targets are recomputed from the style images, never checkpointed.
             self.register_buffer(name, buf, persistent=False)
-        m = torch.tensor(list(multipliers) if multipliers else [1.0] * len(images))
-        if m.numel() != len(images):
-            raise ValueError("one multiplier per style image expected")
-        self.style_multipliers = m.to(self.style_multipliers.device)
+        m = torch.tensor(list(loss_scales) if loss_scales else [1.0] * int(count or 0))
+        if m.numel() != count:
+            raise ValueError(f"{m.numel()} loss scales for {count} styles")
+        self.loss_scales = m.to(self.loss_scales.device)
+
+    @property
+    def num_styles(self) -> int:
+        return int(getattr(self, f"gram_{self.style_layers[0]}").shape[0])
 
     def target_grams(self, style_index: Tensor) -> dict[str, Tensor]:
         return {n: getattr(self, f"gram_{n}")[style_index] for n in self.style_layers}
@@ -235,16 +241,16 @@ class PerceptualLoss(nn.Module):
         content_f: Mapping[str, Tensor],
         target_grams: Mapping[str, Tensor],
         output: Tensor,
-        multipliers: Tensor | None = None,
+        loss_scales: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """The weighted loss from features already computed: shared by feed-forward training
-        (``forward``) and per-image optimization (``stylenet.optimize``)."""
+        (``forward``), per-image optimization (``stylenet.optimize``) and evaluation."""
         c_loss = content_loss(out_f, content_f, self.content_layers)
         per_layer = style_layer_losses(out_f, target_grams, self.style_layers)
-        if multipliers is None:
-            multipliers = torch.ones(output.shape[0], device=output.device)
-        s_layer = {n: (v * multipliers).mean() for n, v in per_layer.items()}
-        s_loss = sum(self.style_layer_weights[n] * s_layer[n] for n in self.style_layers)
+        if loss_scales is None:
+            loss_scales = torch.ones(output.shape[0], device=output.device)
+        s_layer = {n: (v * loss_scales).mean() for n, v in per_layer.items()}
+        s_loss = sum(self.layer_weights[n] * s_layer[n] for n in self.style_layers)
         tv = total_variation(output)
         loss = self.content_weight * c_loss + self.style_weight * s_loss + self.tv_weight * tv
         res = {"loss": loss, "content_loss": c_loss, "style_loss": s_loss, "tv_loss": tv}
@@ -263,5 +269,5 @@ class PerceptualLoss(nn.Module):
             tgt_f,
             self.target_grams(style_index),
             output,
-            self.style_multipliers[style_index],
+            self.loss_scales[style_index],
         )

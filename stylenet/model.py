@@ -13,12 +13,15 @@ Reflection padding everywhere (Ulyanov et al. 2016 / pytorch examples) avoids bo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from stylenet.imaging import pad_to_multiple
 
 # Per-layer instance-norm statistics (mean, var), each [B, C, 1, 1], in network order.
 NormStats = list[tuple[Tensor, Tensor]]
@@ -55,8 +58,8 @@ def _f32(t: Tensor) -> Tensor:
 class ConditionalInstanceNorm2d(nn.Module):
     """Instance norm whose affine parameters are a convex mix of per-style rows.
 
-    ``style_weights`` is ``[B, S]`` (one row of weights per sample) or ``[B, S, H, W]`` (a weight
-    map per style: spatially varying blends, resized here to the feature map's size).
+    ``mix`` is ``[B, S]`` (the share of each style, per sample) or ``[B, S, H, W]`` (a share map
+    per style: spatially varying blends, resized here to the feature map's size).
     """
 
     def __init__(self, channels: int, num_styles: int) -> None:
@@ -67,8 +70,8 @@ class ConditionalInstanceNorm2d(nn.Module):
         self.gamma = nn.Parameter(torch.ones(num_styles, channels))
         self.beta = nn.Parameter(torch.zeros(num_styles, channels))
 
-    def affine(self, style_weights: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        w = _as(style_weights, self.gamma.dtype)
+    def affine(self, mix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        w = _as(mix, self.gamma.dtype)
         if w.dim() == 2:
             g = (w @ self.gamma)[:, :, None, None]
             b = (w @ self.beta)[:, :, None, None]
@@ -80,7 +83,11 @@ class ConditionalInstanceNorm2d(nn.Module):
         return g, b
 
     def forward(
-        self, x: Tensor, style_weights: Tensor, stats: tuple[Tensor, Tensor] | None = None
+        self,
+        x: Tensor,
+        mix: Tensor,
+        stats: tuple[Tensor, Tensor] | None = None,
+        relu: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         if stats is None:
             # Reductions accumulate in fp32 even for bf16/fp16 inputs, so no fp32 copy is made.
@@ -88,12 +95,15 @@ class ConditionalInstanceNorm2d(nn.Module):
             mean, var = _f32(mean), _f32(var)
         else:
             mean, var = stats
-        g, b = self.affine(style_weights, (x.shape[-2], x.shape[-1]))
+        g, b = self.affine(mix, (x.shape[-2], x.shape[-1]))
         # Normalise and apply gamma/beta in one pass over the activation:
         # (x - mean) / std * g + b  ==  x * scale + shift.
         scale = _f32(g) * torch.rsqrt(var + _EPS)
         shift = _f32(b) - mean * scale
         y = torch.addcmul(_as(shift, x.dtype), x, _as(scale, x.dtype))
+        if relu:
+            # In place when no gradient is recorded: one pass and one allocation fewer per layer.
+            y = y.relu_() if not torch.is_grad_enabled() else F.relu(y)
         return y, (mean, var)
 
 
@@ -142,64 +152,66 @@ class TransformerNet(nn.Module):
     def norms(self) -> list[ConditionalInstanceNorm2d]:
         return [*self.down_norm, *self.res_norm, *self.up_norm, self.out_norm]
 
-    def style_weights(self, index: int | Sequence[int] | Tensor, batch: int = 1) -> Tensor:
+    def one_hot(self, index: int | Sequence[int] | Tensor, batch: int = 1) -> Tensor:
+        """The mix that selects style ``index`` (one per sample, or one for ``batch`` samples)."""
         idx = torch.as_tensor(index, device=self.out_norm.gamma.device).reshape(-1)
         if idx.numel() == 1 and batch > 1:
             idx = idx.expand(batch)
         return F.one_hot(idx.long(), self.num_styles).to(self.out_norm.gamma.dtype)
 
-    def forward(self, x: Tensor, style_weights: Tensor) -> Tensor:
-        return self.forward_with_stats(x, style_weights)[0]
+    def style_weights(self, index: int | Sequence[int] | Tensor, batch: int = 1) -> Tensor:
+        """Deprecated name of ``one_hot``."""
+        warnings.warn("TransformerNet.style_weights is now one_hot", DeprecationWarning, 2)
+        return self.one_hot(index, batch)
+
+    def forward(self, x: Tensor, mix: Tensor) -> Tensor:
+        return self.forward_with_stats(x, mix)[0]
 
     def forward_with_stats(
-        self, x: Tensor, style_weights: Tensor, stats: NormStats | None = None
+        self, x: Tensor, mix: Tensor, stats: NormStats | None = None
     ) -> tuple[Tensor, NormStats]:
         """Run the network; with ``stats`` given, use those instance-norm statistics instead of
         the input's own (tiled inference uses whole-image statistics for every tile)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images [B, 3, H, W], got {tuple(x.shape)}")
-        if style_weights.shape[0] != x.shape[0] or style_weights.shape[1] != self.num_styles:
+        if mix.shape[0] != x.shape[0] or mix.shape[1] != self.num_styles:
             raise ValueError(
-                f"style_weights must be [B={x.shape[0]}, S={self.num_styles}, ...], "
-                f"got {tuple(style_weights.shape)}"
+                f"mix must be [B={x.shape[0]}, S={self.num_styles}, ...], got {tuple(mix.shape)}"
             )
         h, w = x.shape[-2:]
         if min(h, w) < MIN_SIZE:
             raise ValueError(f"image is {w}x{h}; the minimum is {MIN_SIZE}x{MIN_SIZE} pixels")
         # Two stride-2 stages: pad to a multiple of 4 so the output has the input's exact size.
-        ph, pw = (-h) % 4, (-w) % 4
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-            if style_weights.dim() == 4:
-                style_weights = F.pad(style_weights, (0, pw, 0, ph), mode="replicate")
-        y, out_stats = self.core(x, style_weights, stats)
-        if ph or pw:
-            y = y[..., :h, :w]
-        return y, out_stats
+        x = pad_to_multiple(x, 4)
+        if mix.dim() == 4:
+            mix = pad_to_multiple(mix, 4, mode="replicate")
+        y, out_stats = self.core(x, mix, stats)
+        return y[..., :h, :w], out_stats
 
     def core(
-        self, x: Tensor, style_weights: Tensor, stats: NormStats | None = None
+        self, x: Tensor, mix: Tensor, stats: NormStats | None = None
     ) -> tuple[Tensor, NormStats]:
         """The network proper, for inputs whose height and width are multiples of 4 (what the
-        ONNX/TorchScript exports trace: no shape-dependent Python control flow in here)."""
+        ONNX/TorchScript exports trace and torch.compile specialises: no shape-dependent Python
+        control flow in here)."""
         out_stats: NormStats = []
         it = iter(stats) if stats is not None else None
 
-        def norm(layer: ConditionalInstanceNorm2d, t: Tensor) -> Tensor:
-            y, s = layer(t, style_weights, next(it) if it is not None else None)
+        def norm(layer: ConditionalInstanceNorm2d, t: Tensor, relu: bool = True) -> Tensor:
+            y, s = layer(t, mix, next(it) if it is not None else None, relu=relu)
             out_stats.append(s)
             return y
 
         y = x
         for conv, n in zip(self.down, self.down_norm, strict=True):
-            y = F.relu(norm(n, conv(y)))
+            y = norm(n, conv(y))
         for i in range(0, len(self.res_conv), 2):
-            r = F.relu(norm(self.res_norm[i], self.res_conv[i](y)))
-            y = y + norm(self.res_norm[i + 1], self.res_conv[i + 1](r))
+            r = norm(self.res_norm[i], self.res_conv[i](y))
+            y = y + norm(self.res_norm[i + 1], self.res_conv[i + 1](r), relu=False)
         for conv, n in zip(self.up, self.up_norm, strict=True):
             y = F.interpolate(y, scale_factor=2.0, mode="nearest")
-            y = F.relu(norm(n, conv(y)))
-        y = torch.sigmoid(norm(self.out_norm, self.out(y)))
+            y = norm(n, conv(y))
+        y = torch.sigmoid(norm(self.out_norm, self.out(y), relu=False))
         return y, out_stats
 
 

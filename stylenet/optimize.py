@@ -18,18 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stylenet.inference import preserve_color
+from stylenet.device import available_memory
+from stylenet.errors import OptimizeError
+from stylenet.imaging import fit_long_side, luma, preserve_color, resize_long
 from stylenet.losses import PerceptualLoss, VGGFeatures, validate_layers
+from stylenet.vgg import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, LAYERS
 
 log = logging.getLogger(__name__)
-
-# Gatys et al. 2016, Sec. 3: content at conv4_2, style at conv1_1 .. conv5_1 with equal weights.
-GATYS_CONTENT_LAYERS = ("relu4_2",)
-GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-
-
-class OptimizeError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -42,8 +37,7 @@ class OptimizeResult:
 
 def luminance3(x: Tensor) -> Tensor:
     """BT.601 luma repeated over three channels (luminance-only transfer)."""
-    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    return y.expand(-1, 3, -1, -1).contiguous()
+    return luma(x).expand(-1, 3, -1, -1).contiguous()
 
 
 def match_luminance(style_y: Tensor, content_y: Tensor) -> Tensor:
@@ -53,50 +47,21 @@ def match_luminance(style_y: Tensor, content_y: Tensor) -> Tensor:
     return ((style_y - s_mean) / s_std * content_y.std() + content_y.mean()).clamp(0, 1)
 
 
-def resize_long(x: Tensor, size: int) -> Tensor:
-    h, w = x.shape[-2:]
-    f = size / max(h, w)
-    return F.interpolate(
-        x, size=(max(1, round(h * f)), max(1, round(w * f))), mode="bilinear",
-        align_corners=False, antialias=f < 1,
-    )  # fmt: skip
-
-
 def estimate_bytes(h: int, w: int, layers: Sequence[str]) -> int:
-    """Rough peak memory of one L-BFGS step: VGG activations kept for backward (x3 for
-    gradients and workspace) up to the deepest layer used, plus 100 L-BFGS history pairs."""
-    from stylenet.losses import VGG16_LAYERS
-
-    deepest = max(VGG16_LAYERS[n] for n in layers)
-    chans = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
-    blocks = [2, 2, 3, 3, 3]
-    total = 0
-    conv = 0
-    scale = 1
-    idx = 0
-    for nconv in blocks:
-        for _ in range(nconv):
-            if idx > deepest:
-                break
-            total += chans[conv] * (h // scale) * (w // scale) * 2  # conv out + relu out
-            conv += 1
-            idx += 2
-        idx += 1  # pool
-        scale *= 2
-    return int(total * 4 * 3 + 3 * h * w * 4 * 2 * 100)
+    """Rough peak memory of one L-BFGS step: VGG activations kept for backward (conv output and
+    ReLU output per layer, x3 for gradients and workspace) up to the deepest layer used, plus 100
+    L-BFGS history pairs of the image."""
+    deepest = max(LAYERS[n].index for n in layers)
+    act = sum(
+        2 * layer.channels * (h // layer.stride) * (w // layer.stride)
+        for layer in LAYERS.values()
+        if layer.index <= deepest
+    )
+    return int(act * 4 * 3 + 3 * h * w * 4 * 2 * 100)
 
 
 def _available_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return available_memory(device)
 
 
 def optimize_image(
@@ -281,5 +246,4 @@ def optimize_image(
 
 
 def _scaled_hw(h: int, w: int, size: int) -> tuple[int, int]:
-    f = size / max(h, w)
-    return max(1, round(h * f)), max(1, round(w * f))
+    return fit_long_side(h, w, size)

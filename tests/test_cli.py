@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from stylenet.checkpoint import export_inference_checkpoint
-from stylenet.cli import export_main, stylize_main
+from stylenet.cli.export import main as export_main
+from stylenet.cli.stylize import main as stylize_main
 from stylenet.model import TransformerNet
 from tests.conftest import make_photo
 
@@ -109,14 +110,14 @@ def test_bad_input_one_line_nonzero(case, ckpt, tmp_path, capsys):
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     expected = {
         "missing_ckpt": "does not exist",
-        "corrupt_ckpt": "not a readable",
+        "corrupt_ckpt": "not a PyTorch checkpoint file",
         "foreign_ckpt": "not a stylenet",
-        "pickle_ckpt": "not a readable",
+        "pickle_ckpt": "could run code, so stylenet refuses it",
         "missing_input": "does not exist",
         "unreadable": "cannot read",
         "unknown_style": "available: 0:starry_night",
         "too_small": "minimum",
-        "unwritable": "cannot create output directory",
+        "unwritable": "cannot create output folder",
     }[case]
     assert expected in err, err
 
@@ -159,7 +160,7 @@ def test_video_round_trip(ckpt, tmp_path, capsys):
     gen.close()
     out = tmp_path / "styled.mp4"
     assert run("-c", ckpt, "-i", src, "-o", out, "--style", "0") == 0
-    from stylenet.media import probe_video
+    from stylenet.video import probe_video
 
     info = probe_video(out)
     assert info.frames == n
@@ -194,9 +195,9 @@ def test_export_torchscript_and_safetensors(ckpt, tmp_path, capsys):
     ref, _, _ = load_network(ckpt)
     assert names == NAMES
     x = torch.rand(1, 3, 20, 24)
-    w = ref.style_weights(1)
+    w = ref.one_hot(1)
     torch.testing.assert_close(net(x, w), ref(x, w))
-    assert json.loads(st.with_suffix(".json").read_text())["style_names"] == NAMES
+    assert json.loads((tmp_path / "m.safetensors.json").read_text())["style_names"] == NAMES
 
 
 def test_folder_batches_same_size_images(ckpt, tmp_path, capsys):

@@ -42,20 +42,51 @@ def test_ad_hoc_bank_keeps_order(compose):
     assert [s.name for s in specs_from_config(cfg.style)] == ["the_scream", "starry_night"]
 
 
+# What each preset must set: (key, value) pairs of the composed, resolved config.
+EXPERIMENT_SETS = {
+    "smoke": {"model.base_channels": 16, "data.image_size": 64, "trainer.max_steps": 20,
+              "name": "smoke-starry_night", "export.dir": "outputs/smoke-starry_night"},
+    "cpu_narrow": {"model.base_channels": 16, "trainer.max_steps": 600,
+                   "name": "starry_night-narrow", "export.dir": "checkpoints"},
+    "coco_gpu": {"data.annotations": "/data/coco/a.json", "data.image_size": 256,
+                 "data.batch_size": 4, "trainer.max_steps": 40000,
+                 "trainer.precision": "bf16-mixed", "style_size": 512},
+}  # fmt: skip
+
+
+def test_every_experiment_is_described():
+    assert sorted(EXPERIMENT_SETS) == EXPERIMENTS
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_each_experiment_composes(compose, experiment):
-    overrides = [f"experiment={experiment}", "name=x"]
+def test_each_experiment_sets_what_it_says(compose, experiment):
+    overrides = [f"experiment={experiment}"]
     if experiment == "coco_gpu":
         overrides += ["data.root=/data/coco", "data.annotations=/data/coco/a.json"]
-    cfg = compose(overrides)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved["trainer"]["max_steps"] > 0
+    cfg = compose(overrides, hydra=True)
+    for key, value in EXPERIMENT_SETS[experiment].items():
+        assert OmegaConf.select(cfg, key) == value, (experiment, key)
 
 
 def test_experiment_overrides_groups(compose):
     cfg = compose(["experiment=smoke", "name=x"])
     assert cfg.model.base_channels == 16  # override /model: narrow
     assert cfg.trainer.max_steps == 20
+
+
+def test_per_style_size_and_loss_scale_from_config(compose):
+    cfg = compose(["style=[starry_night,the_scream]", "style.the_scream.size=96",
+                   "style.the_scream.loss_scale=2.5", "name=x"])  # fmt: skip
+    specs = {s.name: s for s in specs_from_config(cfg.style)}
+    assert specs["the_scream"].size == 96 and specs["the_scream"].loss_scale == 2.5
+    assert specs["starry_night"].size is None and specs["starry_night"].loss_scale == 1.0
+
+
+def test_old_weight_key_still_read(caplog):
+    specs = specs_from_config({"a": {"image": "starry_night.jpg", "weight": 3.0}})
+    assert specs[0].loss_scale == 3.0
+    with pytest.raises(StyleError, match="loss_scale"):
+        specs_from_config({"a": {"image": "starry_night.jpg", "loss_scale": -1}})
 
 
 def test_public_keys_exist(compose):

@@ -5,15 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.data import (
-    ContentDataModule,
-    ContentDataset,
-    DataError,
-    ImageReadError,
-    collate,
-    load_image,
-    scan_images,
-)
+from stylenet.data import ContentDataModule, ContentDataset, collate, scan_images
+from stylenet.errors import DataError, ImageReadError
+from stylenet.imaging import load_image
 from tests.conftest import make_photo
 
 
@@ -63,10 +57,12 @@ def _bad_files(d):
 def test_scan_skips_and_counts_unreadable(tmp_path, photo_dir):
     _bad_files(photo_dir)
     files = sorted(p for p in photo_dir.rglob("*") if p.is_file())
-    res = scan_images(files, min_size=32)
-    assert res.num_skipped == 2  # empty + text; the truncated JPEG has a valid header
-    assert all(p.name not in ("empty.jpg", "text.png") for p in res.files)
-    small = scan_images(files, min_size=1000, small="skip")
+    res = scan_images(files, min_size=32, cache=False)
+    # the truncated JPEG has a valid header: only a full decode catches it, before training
+    assert res.num_skipped == 3, res.skipped
+    assert set(res.skipped) == {"empty", "unreadable", "truncated"}
+    assert all(p.name not in ("empty.jpg", "text.png", "truncated.jpg") for p in res.files)
+    small = scan_images(files, min_size=1000, small="skip", cache=False)
     assert len(small.files) == 0 and "too small" in small.skipped
 
 

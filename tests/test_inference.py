@@ -6,13 +6,9 @@ import torch
 from PIL import Image
 
 from stylenet.checkpoint import export_inference_checkpoint
-from stylenet.inference import (
-    ImageTooSmallError,
-    StyleSpecError,
-    Stylizer,
-    parse_style_spec,
-    preserve_color,
-)
+from stylenet.errors import ImageTooSmallError, OptionError, StyleSpecError
+from stylenet.imaging import preserve_color
+from stylenet.inference import Stylizer, parse_style_spec
 from stylenet.model import TransformerNet
 
 NAMES = ["starry_night", "the_scream", "night_cafe"]
@@ -71,8 +67,8 @@ def test_style_spec_forms():
         ("5", "out of range"),
         ("starry_night=-1,the_scream=2", "negative"),
         ("starry_night=0", "all zero"),
-        ("starry_night=abc", "bad weight"),
-        ([1, 2], "3 styles"),
+        ("starry_night=abc", "bad share"),
+        ([1, 2], "for 3 styles"),
     ],
 )
 def test_bad_style_specs(spec, msg):
@@ -85,7 +81,7 @@ def test_one_pass_matches_network(st, net):
     out = st.stylize(img, style="the_scream", max_size=0)
     x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float()[None] / 255
     with torch.no_grad():
-        ref = net(x, net.style_weights(1))
+        ref = net(x, net.one_hot(1))
     got = torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1).float()[None] / 255
     assert (got - ref).abs().max() < 1.5 / 255
 
@@ -146,7 +142,7 @@ def test_mask_white_equals_style_a_and_blends_spatially(st):
     # far from the edge each side looks like its own style
     assert np.abs(m[:, :8] - a[:, :8]).mean() < np.abs(m[:, :8] - b[:, :8]).mean()
     assert np.abs(m[:, -8:] - b[:, -8:]).mean() < np.abs(m[:, -8:] - a[:, -8:]).mean()
-    with pytest.raises(StyleSpecError, match="mask-style"):
+    with pytest.raises(OptionError, match="second style"):
         st.stylize(img, style=0, mask=white)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from stylenet.errors import LayerNameError
 from stylenet.losses import (
-    LayerNameError,
     PerceptualLoss,
     VGGFeatures,
     content_loss,
@@ -40,10 +40,18 @@ def test_content_loss_of_image_with_itself_is_zero(vgg):
 
 
 def test_imagenet_normalisation_is_inside(vgg):
-    # callers pass [0,1] images; the mean image maps to ~zero input of the first conv
+    # Callers pass [0, 1] images. The ImageNet mean image normalises to exactly zero, so the
+    # first conv sees zeros (padding included) and relu1_1 is ReLU(bias) at every pixel; without
+    # the normalisation inside forward() it would depend on the pixel values.
     x = vgg.mean.expand(1, 3, 8, 8).clone()
-    h = (x - vgg.mean) / vgg.std
-    assert h.abs().max() < 1e-6
+    out = vgg(x)["relu1_2"]
+    conv1 = vgg.net[0]
+    first = torch.relu(conv1(torch.zeros(1, 3, 8, 8)))
+    torch.testing.assert_close(vgg.net[1](conv1((x - vgg.mean) / vgg.std)), first)
+    h = vgg.net[3](vgg.net[2](first))  # relu1_2 from relu1_1 of the zero input
+    torch.testing.assert_close(out, h)
+    bias = torch.relu(conv1.bias)[None, :, None, None].expand_as(first)
+    torch.testing.assert_close(first, bias)
 
 
 def test_tv_zero_for_constant_positive_for_noise():

@@ -20,7 +20,7 @@ def _net(styles=3, c=8, res=1, seed=0):
 def test_shape_kept_on_odd_sizes(hw):
     net = _net()
     x = torch.rand(2, 3, *hw)
-    y = net(x, net.style_weights([0, 1]))
+    y = net(x, net.one_hot([0, 1]))
     assert y.shape == x.shape
     assert y.min() >= 0 and y.max() <= 1
 
@@ -29,7 +29,7 @@ def test_one_hot_equals_index_selection():
     net = _net()
     x = torch.rand(1, 3, 40, 36)
     for s in range(3):
-        y = net(x, net.style_weights(s))
+        y = net(x, net.one_hot(s))
         single = TransformerNet(1, 8, 1).eval()
         sd = net.state_dict()
         for k in list(sd):
@@ -37,7 +37,7 @@ def test_one_hot_equals_index_selection():
                 sd[k] = sd[k][s : s + 1]
         single.load_state_dict(sd)
         torch.testing.assert_close(y, single(x, torch.ones(1, 1)), rtol=1e-5, atol=1e-6)
-    ys = [net(x, net.style_weights(s)) for s in range(3)]
+    ys = [net(x, net.one_hot(s)) for s in range(3)]
     assert (ys[0] - ys[1]).abs().max() > 1e-3  # styles differ
 
 
@@ -71,25 +71,25 @@ def test_spatial_weights_equal_global_when_constant():
 def test_forward_with_given_stats_reproduces_own_stats():
     net = _net()
     x = torch.rand(1, 3, 32, 32)
-    w = net.style_weights(1)
+    w = net.one_hot(1)
     y, stats = net.forward_with_stats(x, w)
     y2, _ = net.forward_with_stats(x, w, stats)
     torch.testing.assert_close(y, y2)
 
 
-def test_bad_style_weights_shape():
+def test_bad_mix_shape():
     net = _net()
-    with pytest.raises(ValueError, match="style_weights"):
+    with pytest.raises(ValueError, match="mix must be"):
         net(torch.rand(1, 3, 16, 16), torch.ones(1, 2))
     with pytest.raises(ValueError):
         TransformerNet(0)
     with pytest.raises(ValueError, match="minimum is 16x16"):
-        net(torch.rand(1, 3, 15, 40), net.style_weights(0))
+        net(torch.rand(1, 3, 15, 40), net.one_hot(0))
 
 
 def test_gradients_reach_every_style_row_used():
     net = TransformerNet(2, 8, 1).train()
     x = torch.rand(2, 3, 24, 24)
-    net(x, net.style_weights([1, 1])).mean().backward()
+    net(x, net.one_hot([1, 1])).mean().backward()
     g = net.out_norm.gamma.grad
     assert g[1].abs().sum() > 0 and g[0].abs().sum() == 0

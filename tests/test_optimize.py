@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.losses import LayerNameError, PerceptualLoss, VGGFeatures
-from stylenet.optimize import OptimizeError, optimize_image
+from stylenet.errors import LayerNameError, OptimizeError
+from stylenet.losses import PerceptualLoss, VGGFeatures
+from stylenet.optimize import optimize_image
 from tests.conftest import make_photo
 
 ROOT = Path(__file__).resolve().parent.parent

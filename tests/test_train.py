@@ -1,22 +1,25 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
-from stylenet.checkpoint import load_network, read_checkpoint
+from stylenet.checkpoint import export_inference_checkpoint, load_network, read_checkpoint
+from stylenet.errors import CheckpointError, OptionError, TrainingError
+from stylenet.model import TransformerNet
 from stylenet.styles import specs_from_config
-from stylenet.train import TrainingError, build_module, train
+from stylenet.train import build_module, train
 
 
 def test_few_steps_lower_the_loss(compose, tiny_overrides):
     cfg = compose(tiny_overrides + ["style=[starry_night,the_scream]"])
+    torch.manual_seed(0)  # the network's initialisation too, whatever ran before
     module = build_module(cfg, specs_from_config(cfg.style))
-    torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32)
     idx = torch.tensor([0, 1])
     w = torch.nn.functional.one_hot(idx, 2).float()
     opt = torch.optim.Adam(module.net.parameters(), lr=1e-2)
     losses = []
-    for _ in range(15):
+    for _ in range(30):
         opt.zero_grad()
         loss = module.loss(module.net(x, w), x, idx)["loss"]
         loss.backward()
@@ -59,7 +62,7 @@ def test_train_exports_resumes_and_reproduces(compose, tiny_overrides, tmp_path)
     ckpt_module_net.load_state_dict(
         {k[4:]: v for k, v in lck["state_dict"].items() if k.startswith("net.")}
     )
-    w = net.style_weights(1)
+    w = net.one_hot(1)
     torch.testing.assert_close(net(x, w), ckpt_module_net.eval()(x, w))
 
     # automatic resume in the same run directory continues the step count
@@ -121,3 +124,118 @@ def test_missing_style_image_named(compose, tiny_overrides, tmp_path):
         raise AssertionError("no error")
     except StyleError as e:
         assert "corrupt.jpg" in str(e)
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def test_lr_factor_warmup_then_cosine():
+    from stylenet.system import lr_factor
+
+    def f(step):
+        return lr_factor(step, 100, "cosine", warmup_steps=10, min_lr_ratio=0.1)
+
+    assert f(0) == pytest.approx(0.1) and f(4) == pytest.approx(0.5) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)  # cosine starts at the top after warm-up
+    assert f(55) == pytest.approx(0.55)  # half-way: 0.1 + 0.9 * 0.5
+    assert f(100) == pytest.approx(0.1) and f(150) == pytest.approx(0.1)
+    assert lr_factor(50, 100, "constant", 0, 0.1) == 1.0
+
+
+def test_cosine_schedule_reaches_the_optimizer(compose, tiny_overrides, tmp_path):
+    cfg = compose(tiny_overrides + ["optim.scheduler=cosine", "optim.warmup_steps=2",
+                                    "optim.min_lr_ratio=0.2", "optim.lr=0.01"])  # fmt: skip
+    train(cfg)
+    ck = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    from stylenet.system import lr_factor
+
+    expected = 0.01 * lr_factor(4, 4, "cosine", 2, 0.2)  # after 4 steps of 4: the floor
+    assert ck["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(expected)
+    assert expected == pytest.approx(0.002)
+
+
+def test_unknown_scheduler_names_the_key(compose, tiny_overrides):
+    with pytest.raises(OptionError, match="optim.scheduler"):
+        train(compose(tiny_overrides + ["optim.scheduler=linear"]))
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def test_ckpt_path_errors(compose, tiny_overrides, tmp_path):
+    with pytest.raises(TrainingError, match="does not exist"):
+        train(compose(tiny_overrides + [f"ckpt_path={tmp_path / 'nope.ckpt'}"]))
+    with pytest.raises(TrainingError, match="ckpt_path=last"):
+        train(compose(tiny_overrides + ["ckpt_path=last"]))
+    exported = tmp_path / "inference.pt"
+    export_inference_checkpoint(TransformerNet(1, 8, 1), ["a"], exported)
+    with pytest.raises(CheckpointError, match="finetune.from"):
+        train(compose(tiny_overrides + [f"ckpt_path={exported}"]))
+
+
+def test_resume_refuses_another_architecture_or_styles(compose, tiny_overrides):
+    train(compose(tiny_overrides))
+    with pytest.raises(TrainingError) as e:
+        train(compose(tiny_overrides + ["model.base_channels=4", "trainer.max_steps=6"]))
+    assert "base_channels 8 -> 4" in str(e.value) and "ckpt_path=null" in str(e.value)
+    with pytest.raises(TrainingError, match="styles"):
+        train(compose(tiny_overrides + ["style=the_scream", "trainer.max_steps=6"]))
+    # ckpt_path=null starts afresh in the same place
+    assert train(compose(tiny_overrides + ["style=the_scream", "ckpt_path=null"])).global_step == 4
+
+
+def test_truncated_last_checkpoint_falls_back_to_an_older_one(compose, tiny_overrides, tmp_path):
+    train(compose(tiny_overrides))
+    ckdir = tmp_path / "run" / "checkpoints"
+    last = ckdir / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    res = train(compose(tiny_overrides + ["trainer.max_steps=6"]))
+    assert res.global_step == 6  # resumed from step0000004.ckpt, not from scratch
+    for p in ckdir.glob("*.ckpt"):
+        p.write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(TrainingError, match="ckpt_path=null"):
+        train(compose(tiny_overrides + ["trainer.max_steps=8"]))
+
+
+# ----------------------------------------------------------------------------- exporting
+
+
+def test_export_never_replaces_a_network_this_run_did_not_make(compose, tiny_overrides, tmp_path):
+    shipped = tmp_path / "exported" / "test.pt"
+    export_inference_checkpoint(TransformerNet(1, 8, 1), ["starry_night"], shipped)
+    before = shipped.read_bytes()
+    res = train(compose(tiny_overrides))
+    assert res.export_path == tmp_path / "exported" / "test-2.pt"
+    assert shipped.read_bytes() == before and not shipped.with_suffix(".pt.bak").exists()
+    assert any("test-2.pt" in n for n in res.notes)
+    # the same run, resumed, re-exports to its own file
+    res2 = train(compose(tiny_overrides + ["trainer.max_steps=6"]))
+    assert res2.export_path == res.export_path
+    assert shipped.read_bytes() == before
+    # only when told
+    res3 = train(compose(tiny_overrides + ["ckpt_path=null", "export.overwrite=true"]))
+    assert res3.export_path == shipped and shipped.read_bytes() != before
+    assert shipped.with_suffix(".pt.bak").read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- interrupting
+
+
+def test_interrupt_saves_and_resumes(compose, tiny_overrides, tmp_path, monkeypatch):
+    from stylenet.errors import Interrupted
+    from stylenet.system import StyleTransferModule
+
+    original = StyleTransferModule.training_step
+
+    def ctrl_c_at_step_3(self, batch, idx):
+        if self.global_step == 3:
+            raise KeyboardInterrupt
+        return original(self, batch, idx)
+
+    monkeypatch.setattr(StyleTransferModule, "training_step", ctrl_c_at_step_3)
+    with pytest.raises(Interrupted, match="resume from step 3"):
+        train(compose(tiny_overrides + ["trainer.max_steps=6"]))
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3
+    monkeypatch.setattr(StyleTransferModule, "training_step", original)
+    assert train(compose(tiny_overrides + ["trainer.max_steps=6"])).global_step == 6

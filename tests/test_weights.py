@@ -11,6 +11,7 @@ import torch
 from torchvision.models import vgg16
 
 from stylenet import weights as W
+from stylenet.files import save_torch
 
 
 def _synthetic_tree(seed: int = 0) -> dict:
@@ -39,7 +40,7 @@ def test_converter_produces_torchvision_loadable_features(tmp_path):
     torch.testing.assert_close(net[7].weight[5, 2], torch.from_numpy(k[:, :, 2, 5]))
     # round trip through a weights_only file, as the cache stores it
     p = tmp_path / "f.pth"
-    W.save_atomic(state, p)
+    save_torch(state, p)
     again = torch.load(p, weights_only=True)
     torch.testing.assert_close(again["28.bias"], state["28.bias"])
 

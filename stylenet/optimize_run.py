@@ -1,10 +1,10 @@
-"""``scripts/optimize.py``: the Hydra app around ``stylenet.optimize.optimize_image``."""
+"""One per-image optimization run from a Hydra config (``stylenet-optimize``), and the contact
+sheet written after a ``--multirun`` sweep."""
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,12 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig
 
-from stylenet.data import ImageReadError, image_to_tensor, load_image, tensor_to_image
-from stylenet.losses import LayerNameError, expand_layer_spec
-from stylenet.media import save_image_atomic
-from stylenet.optimize import OptimizeError, optimize_image, resize_long
-from stylenet.styles import StyleError, resolve_style_image
+from stylenet.errors import ImageReadError, OptimizeError, OutputError, StyleError
+from stylenet.files import check_output, same_file, save_image, write_text
+from stylenet.imaging import image_to_tensor, load_image, resize_long, tensor_to_image
+from stylenet.losses import expand_layer_spec
+from stylenet.optimize import optimize_image
+from stylenet.styles import resolve_style_image
 
 log = logging.getLogger("stylenet.optimize")
 
@@ -75,7 +76,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         for k, v in losses.items():
             writer.add_scalar(f"optimize/{k}", v, step)
         if every and step % every == 0:
-            save_image_atomic(tensor_to_image(img), snap_dir / f"step{step:05d}.png")
+            save_image(tensor_to_image(img), snap_dir / f"step{step:05d}.png")
             writer.add_image("optimize/snapshot", img[0].clamp(0, 1).cpu(), step)
 
     lc = cfg.loss
@@ -91,18 +92,16 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     writer.close()
     out = run_dir / "result.png"
     img = tensor_to_image(res.image)
-    save_image_atomic(img, out)
+    save_image(img, out)
     if cfg.get("output"):
         dst = Path(cfg.output)
-        if dst.resolve() == Path(cfg.content).resolve() or dst.resolve() in [
-            p.resolve() for p in style_paths
-        ]:
-            raise OptimizeError(f"output {dst} is an input image; refusing to overwrite it")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        save_image_atomic(img, dst)
+        if any(same_file(dst, p) for p in [Path(cfg.content), *style_paths]):
+            raise OutputError(f"output {dst} is an input image; refusing to overwrite it")
+        check_output(None, dst, bool(cfg.get("overwrite", False)))
+        save_image(img, dst)
     summary = {"result": str(out), "steps": res.steps, "losses": res.losses,
                "style_layers": list(style_layers), "content_layers": content_layers}  # fmt: skip
-    (run_dir / "losses.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(run_dir / "losses.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -139,20 +138,6 @@ def write_sweep_sheet(sweep: Path) -> Path | None:
     title = ", ".join(sorted(common)) if common else None
     sheet = contact_sheet(images, labels, ncols=min(len(images), 5), title=title)
     out = sweep / "contact_sheet.png"
-    save_image_atomic(sheet, out)
+    save_image(sheet, out)
     print(f"contact sheet: {out}")
     return out
-
-
-def main(cfg: DictConfig) -> int:
-    from stylenet.weights import VGGWeightsError
-
-    try:
-        summary = run(cfg)
-    except (OptimizeError, ImageReadError, StyleError, LayerNameError, VGGWeightsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-
-    losses = ", ".join(f"{k}={v:.4g}" for k, v in summary["losses"].items() if "/" not in k)
-    print(f"result: {summary['result']}  ({summary['steps']} steps; {losses})")
-    return 0

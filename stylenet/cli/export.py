@@ -1,0 +1,64 @@
+"""``stylenet-export``: a checkpoint to ONNX, TorchScript or safetensors (+ a JSON sidecar)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stylenet.cli import flag_names, run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from stylenet.export import FORMATS
+
+    p = argparse.ArgumentParser(
+        prog="stylenet-export",
+        description="Export a trained checkpoint; the result is checked against PyTorch.",
+    )
+    p.add_argument(
+        "--checkpoint", "-c", required=True, help="exported checkpoint (checkpoints/<name>.pt)"
+    )
+    p.add_argument(
+        "--format",
+        "-f",
+        required=True,
+        choices=list(FORMATS),
+        help="onnx (opset 17, dynamic size), torchscript or safetensors",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        help="file to write; ONNX and safetensors also get <output>.json",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return p  # fmt: skip
+
+
+def _body(args: argparse.Namespace) -> int:
+    from stylenet.export import export_checkpoint, sidecar_path
+    from stylenet.files import check_output
+
+    out = Path(args.output)
+    check_output(Path(args.checkpoint), out, args.overwrite)
+    if args.format != "torchscript":
+        check_output(Path(args.checkpoint), sidecar_path(out), args.overwrite)
+    info = export_checkpoint(args.checkpoint, args.format, out)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(lambda: _body(args), flag_names(parser))
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,55 @@
+"""``stylenet-optimize``: per-image optimization (Gatys et al.) from Hydra overrides.
+
+    stylenet-optimize content=photo.jpg style=starry_night
+    stylenet-optimize --multirun content=photo.jpg style=starry_night loss.style_weight=1e3,1e4,1e5
+
+The config is ``configs/optimize/optimize.yaml``; ``--help`` lists its keys.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from omegaconf import DictConfig
+
+from stylenet.cli import run_command
+
+
+def run_optimize(cfg: DictConfig) -> int:
+    from stylenet.errors import OutputExistsError
+    from stylenet.optimize_run import run
+
+    def body() -> int:
+        summary = run(cfg)
+        losses = ", ".join(f"{k}={v:.4g}" for k, v in summary["losses"].items() if "/" not in k)
+        print(f"result: {summary['result']}  ({summary['steps']} steps; {losses})")
+        return 0
+
+    return run_command(body, hints={OutputExistsError: "pass overwrite=true to replace it"})
+
+
+def main() -> int:
+    import hydra
+
+    from stylenet.config import CONFIG_DIR
+
+    code = {"value": 0}
+
+    @hydra.main(
+        version_base="1.3", config_path=str(CONFIG_DIR / "optimize"), config_name="optimize"
+    )
+    def _main(cfg: DictConfig) -> None:
+        # In a --multirun sweep a failed job does not stop the others; the exit code is the
+        # worst of them.
+        code["value"] = max(code["value"], run_optimize(cfg))
+
+    _main()
+    return code["value"]
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,244 @@
+"""Growing a trained bank: new styles as new gamma/beta rows of an exported checkpoint.
+
+Conditional instance norm keeps everything a style needs in one row of gamma/beta per norm layer;
+the convolutions are shared. A new painting therefore needs only new rows: trained alone
+(``mode="affine"``, every other weight frozen) it converges far faster than a new network
+(Dumoulin et al. 2017, Sec. 4, "a new style ... by training only its normalization
+parameters"), and the old styles stay bit-identical. ``mode="all"`` also tunes the shared weights
+and replays the old styles' Gram targets so they do not degrade.
+
+Everything that can be wrong is checked before training (``plan_finetune``): a missing, foreign
+or Lightning base file, a new name already in the bank (unless ``replace``), a model setting that
+contradicts the base's architecture, old style images that replay needs but cannot find.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stylenet.checkpoint import network_from_checkpoint, now_iso, read_checkpoint
+from stylenet.errors import BankError, CheckpointError, OptionError, StyleError
+from stylenet.files import sha256_file
+from stylenet.model import TransformerNet
+from stylenet.styles import StyleSpec, load_style_image, spec_from_entry
+
+log = logging.getLogger(__name__)
+
+MODES = ("affine", "all")
+INITS = ("mean", "closest")
+
+
+@dataclass
+class FinetunePlan:
+    base_path: Path
+    base: dict[str, Any]  # the base checkpoint, as read
+    base_sha256: str
+    mode: str
+    init: str
+    new_specs: list[StyleSpec]
+    names: list[str]  # every row of the grown bank, in order
+    new_rows: list[int]  # the row of each new spec
+    replaced: list[str] = field(default_factory=list)
+    replay_specs: list[StyleSpec] = field(default_factory=list)  # mode=all: the old styles
+    replay_rows: list[int] = field(default_factory=list)
+    replay: float = 0.5
+
+    @property
+    def model_args(self) -> dict[str, int]:
+        args = dict(self.base["model_args"])
+        args["num_styles"] = len(self.names)
+        return args
+
+    def training_styles(self) -> tuple[list[StyleSpec], list[int], list[float] | None]:
+        """(specs, rows, shares) the module trains: the new rows, plus the replayed old rows."""
+        if self.mode == "affine" or not self.replay_specs:
+            return list(self.new_specs), list(self.new_rows), None
+        n_old, n_new = len(self.replay_specs), len(self.new_specs)
+        shares = [self.replay / n_old] * n_old + [(1 - self.replay) / n_new] * n_new
+        return [*self.replay_specs, *self.new_specs], [*self.replay_rows, *self.new_rows], shares
+
+
+def plan_finetune(
+    base_path: str | Path,
+    new_specs: Sequence[StyleSpec],
+    *,
+    mode: str = "affine",
+    init: str = "mean",
+    replace_existing: bool = False,
+    replay: float = 0.5,
+    model_overrides: Mapping[str, Any] | None = None,
+    style_size: int | None = None,
+) -> FinetunePlan:
+    if mode not in MODES:
+        raise OptionError(f"must be affine or all, got {mode!r}", option="finetune.mode")
+    if init not in INITS:
+        raise OptionError(f"must be mean or closest, got {init!r}", option="finetune.init")
+    if not 0.0 <= float(replay) < 1.0:
+        raise OptionError(
+            f"must be within 0..1 (exclusive of 1), got {replay}", option="finetune.replay"
+        )
+    p = Path(base_path)
+    try:
+        base = read_checkpoint(p)
+    except CheckpointError as e:
+        raise CheckpointError(f"finetune.from: {e}") from e
+    args = base["model_args"]
+    for key, value in (model_overrides or {}).items():
+        if key in args and key != "num_styles" and int(value) != int(args[key]):
+            raise BankError(
+                f"finetune.from={p} has {key}={args[key]}, but model.{key}={value} was asked; "
+                "a bank grows with its own architecture (drop the model override)"
+            )
+    names = list(base["style_names"])
+    new_specs = list(new_specs)
+    seen: set[str] = set()
+    for s in new_specs:
+        if s.name in seen:
+            raise BankError(f"style {s.name!r} is listed twice")
+        seen.add(s.name)
+    rows: list[int] = []
+    replaced: list[str] = []
+    for s in new_specs:
+        if s.name in names:
+            if not replace_existing:
+                raise BankError(
+                    f"{p} already has a style named {s.name!r}; pick another name or set "
+                    "finetune.replace=true to retrain that row"
+                )
+            rows.append(names.index(s.name))
+            replaced.append(s.name)
+        else:
+            rows.append(len(names))
+            names.append(s.name)
+    plan = FinetunePlan(
+        base_path=p, base=base, base_sha256=sha256_file(p), mode=mode, init=init,
+        new_specs=new_specs, names=names, new_rows=rows, replaced=replaced, replay=float(replay),
+    )  # fmt: skip
+    if mode == "all":
+        plan.replay_specs, plan.replay_rows = _replay_specs(base, p, set(replaced), style_size)
+    return plan
+
+
+def _replay_specs(
+    base: dict[str, Any], path: Path, skip: set[str], style_size: int | None
+) -> tuple[list[StyleSpec], list[int]]:
+    """The base's own styles, with the paintings and sizes they were trained with (from its
+    training config), so their Gram targets can be replayed."""
+    tc = base.get("train_config") or {}
+    entries = tc.get("style") or {}
+    base_size = tc.get("style_size") or style_size
+    specs, rows = [], []
+    for i, name in enumerate(base["style_names"]):
+        if name in skip:
+            continue
+        entry = entries.get(name) if isinstance(entries, Mapping) else None
+        if not entry:
+            entry = {"image": name}  # a shipped painting of that name
+        try:
+            spec = spec_from_entry(name, entry)
+            spec.path()
+        except StyleError as e:
+            raise StyleError(
+                f"finetune.mode=all replays the base's styles, but style {name!r} of {path}: {e}"
+            ) from e
+        if spec.size is None and base_size:
+            spec = replace(spec, size=int(base_size))
+        specs.append(spec)
+        rows.append(i)
+    return specs, rows
+
+
+@torch.no_grad()
+def grow_network(plan: FinetunePlan, vgg_loss=None, style_size: int = 256) -> TransformerNet:  # noqa: ANN001
+    """The base network with rows for the new styles (base weights copied exactly)."""
+    base_net = network_from_checkpoint(plan.base, plan.base_path)
+    n_base = base_net.num_styles
+    net = TransformerNet(**plan.model_args)
+    src = base_net.state_dict()
+    dst = net.state_dict()
+    for k, v in src.items():
+        if k.endswith(".gamma") or k.endswith(".beta"):
+            dst[k][:n_base] = v
+        else:
+            dst[k].copy_(v)
+    init_rows = _init_sources(plan, base_net, vgg_loss, style_size)
+    for spec, row in zip(plan.new_specs, plan.new_rows, strict=True):
+        src_row = init_rows.get(spec.name)
+        for k, v in src.items():
+            if k.endswith(".gamma") or k.endswith(".beta"):
+                dst[k][row] = v.mean(0) if src_row is None else v[src_row]
+    net.load_state_dict(dst)
+    return net
+
+
+def _init_sources(
+    plan: FinetunePlan, base_net: TransformerNet, vgg_loss, style_size: int
+) -> dict[str, int]:  # noqa: ANN001
+    """``{new style: base row to copy}`` for init=closest (by Gram distance at every style
+    layer); empty for init=mean."""
+    if plan.init != "closest":
+        return {}
+    if vgg_loss is None:
+        raise ValueError("init=closest needs the loss's VGG")
+    base_specs, base_rows = _replay_specs(plan.base, plan.base_path, set(), style_size)
+    grams = [
+        vgg_loss.style_grams(load_style_image(s, style_size).to(_dev(vgg_loss))) for s in base_specs
+    ]
+    out = {}
+    for spec in plan.new_specs:
+        g = vgg_loss.style_grams(load_style_image(spec, style_size).to(_dev(vgg_loss)))
+        dist = [
+            sum(float((g[n] - gb[n]).pow(2).mean() / gb[n].pow(2).mean()) for n in g)
+            for gb in grams
+        ]
+        best = min(range(len(dist)), key=dist.__getitem__)
+        out[spec.name] = base_rows[best]
+        log.info(
+            "new style %s starts from the row of %s (closest Gram matrices)",
+            spec.name,
+            base_specs[best].name,
+        )
+    return out
+
+
+def _dev(loss) -> torch.device:  # noqa: ANN001
+    return next(loss.vgg.parameters()).device
+
+
+def check_untouched(plan: FinetunePlan, net: TransformerNet) -> None:
+    """After an affine-only run: the shared weights and every row not being trained must equal
+    the base's bit for bit. A difference is a bug, never a user error."""
+    if plan.mode != "affine":
+        return
+    base_sd = plan.base["state_dict"]
+    new_rows = set(plan.new_rows)
+    for k, v in net.state_dict().items():
+        ref = base_sd[k]
+        cur = v.detach().float().cpu()
+        if k.endswith(".gamma") or k.endswith(".beta"):
+            old = [i for i in range(ref.shape[0]) if i not in new_rows]
+            same = torch.equal(cur[old], ref[old])
+        else:
+            same = torch.equal(cur, ref)
+        if not same:
+            raise AssertionError(f"affine-only fine-tune changed {k} of the base network")
+
+
+def history_entry(plan: FinetunePlan, steps: int) -> dict[str, Any]:
+    return {
+        "event": "finetuned",
+        "date": now_iso(),
+        "mode": plan.mode,
+        "base": plan.base_path.name,
+        "base_sha256": plan.base_sha256,
+        "added": [s.name for s in plan.new_specs if s.name not in plan.replaced],
+        "replaced": list(plan.replaced),
+        "rows": list(plan.new_rows),
+        "steps": int(steps),
+    }
