@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from stylenet.errors import CheckpointError
+from stylenet.errors import CheckpointError, OutputExistsError
 from stylenet.files import save_torch
 from stylenet.model import TransformerNet
 
@@ -115,7 +115,7 @@ def save_checkpoint(
     path = Path(path)
     if path.exists():
         if not overwrite:
-            raise CheckpointError(f"{path} exists; refusing to replace it")
+            raise OutputExistsError(f"{path} exists")
         shutil.copy2(path, path.with_suffix(path.suffix + ".bak"))
     return save_torch(payload, path)
 

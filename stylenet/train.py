@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from stylenet.checkpoint import build_payload, make_thumbnail, read_raw, save_checkpoint
+from stylenet.checkpoint import build_payload, make_thumbnail, now_iso, read_raw, save_checkpoint
 from stylenet.data import ContentDataModule
 from stylenet.errors import (
     CheckpointError,
@@ -501,13 +501,13 @@ def _export(
         train_config["style"] = {**base_styles, **train_config.get("style", {})}
     else:
         thumbs = [make_thumbnail(s.path()) for s in module.style_specs]
-        history = [{"event": "trained", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "styles": list(module.style_names), "steps": steps}]  # fmt: skip
+        history = [{"event": "trained", "date": now_iso(), "styles": list(module.style_names),
+                    "steps": steps}]  # fmt: skip
     payload = build_payload(
         net, module.style_names, train_config=train_config, trained_steps=steps, run_id=run_id,
         thumbnails=thumbs, history=history,
     )  # fmt: skip
     overwrite = path.exists()  # choose_export_path allowed it (own file, or export.overwrite)
     save_checkpoint(payload, path, overwrite=overwrite)
-    log.info("exported inference checkpoint: %s", path)
+    log.debug("exported inference checkpoint: %s", path)
     return path
