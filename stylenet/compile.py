@@ -10,10 +10,12 @@ shape gets its own graph.
 Policy (``mode``):
 
 - ``"on"``: compile every new shape (up to ``max_shapes``; later shapes run eager);
-- ``"auto"``: compile a shape the second time it is seen. A folder of same-size photos, a video
-  or a server compiles once and runs fast from then on; a single image never waits 10 s of
-  compilation for a 15 ms pass. Only on CUDA, or where ``cpu_compile`` says compiling pays on
-  this CPU;
+- ``"auto"``: compile a shape when it pays back within the run at hand. The first call of a
+  shape runs eager and is timed; at the second, the shape is compiled if the calls still expected
+  (``expect``: a folder's images of that size, a video's frames) times the time each would save
+  exceed the compile time. Where nobody says how many calls are coming (a server, the Python
+  API), a shape seen twice is compiled on CUDA and never on a CPU. A single image never waits
+  for a compilation; a 20-frame clip of tiny frames neither;
 - ``"off"``: eager.
 
 If compilation is unavailable (no compiler toolchain, an unsupported platform), the first
@@ -39,6 +41,11 @@ MODES = ("auto", "on", "off")
 # otherwise compile (and hold GPU memory for) a graph per size. 8 is also dynamo's default
 # recompile limit per function.
 MAX_SHAPES = 8
+# Seconds one compilation takes, and the share of an eager call's time that compiling saves.
+# CUDA (H100, 1024x1024 bf16): 8-13 s; 14.9 ms eager -> 3.7 ms compiled (saves 75%).
+# CPU (2 AVX2 cores, 1024x1024 fp32): 18-33 s; narrow 2.06 -> 1.03 s, full 5.5 -> 3.1 s (45%).
+COMPILE_SECONDS = {"cuda": 12.0, "cpu": 30.0}
+SAVED_SHARE = {"cuda": 0.75, "cpu": 0.45}
 
 
 def normalise_mode(mode: str | bool | None) -> str:
@@ -73,13 +80,16 @@ class ShapeCompiled:
     ) -> None:
         self.fn = fn
         self.mode = normalise_mode(mode)
-        self.active = self.mode == "on" or (self.mode == "auto" and enabled_here)
+        self.active = self.mode in ("on", "auto")
         self.max_shapes = max_shapes
         self.compile_mode = compile_mode
         self.label = label
+        self.enabled_here = enabled_here
         self._compiled: Callable[..., Any] | None = None
         self._seen: OrderedDict[tuple, int] = OrderedDict()
+        self._eager_s: dict[tuple, float] = {}
         self._ready: set[tuple] = set()
+        self.expected: int | None = None
         self.compile_seconds: dict[tuple, float] = {}
         self._full_notice = False
 
@@ -89,14 +99,27 @@ class ShapeCompiled:
             self._compiled = torch.compile(self.fn, dynamic=False, mode=self.compile_mode)
         return self._compiled
 
-    def _want(self, key: tuple) -> bool:
+    def expect(self, calls: int | None) -> None:
+        """How many calls of one shape the current run will make (None: unknown)."""
+        self.expected = calls
+        self._seen.clear()
+
+    def pays(self, key: tuple, device: str) -> bool:
+        """Whether compiling ``key`` now saves time over the calls still expected."""
+        if self.expected is None:
+            return self.enabled_here  # an open-ended stream: worth it on CUDA only
+        remaining = self.expected - self._seen[key] + 1
+        t = self._eager_s.get(key, 0.0)
+        dev = "cuda" if device == "cuda" else "cpu"
+        return remaining * t * SAVED_SHARE[dev] > COMPILE_SECONDS[dev]
+
+    def _want(self, key: tuple, device: str) -> bool:
         if not self.active:
             return False
         if key in self._ready:
             return True
         self._seen[key] = self._seen.get(key, 0) + 1
-        needed = 1 if self.mode == "on" else 2
-        if self._seen[key] < needed:
+        if self.mode == "auto" and (self._seen[key] < 2 or not self.pays(key, device)):
             return False
         if len(self._ready) >= self.max_shapes:
             if not self._full_notice:
@@ -114,7 +137,14 @@ class ShapeCompiled:
             x.device.type,
             tuple(a.shape for a in args if torch.is_tensor(a)),
         )
-        if not self._want(key):
+        if not self._want(key, x.device.type):
+            if self.mode == "auto" and self.active and key not in self._eager_s:
+                t0 = time.perf_counter()
+                out = self.fn(x, *args)
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                self._eager_s[key] = time.perf_counter() - t0
+                return out
             return self.fn(x, *args)
         if key in self._ready:
             return self._compiled_fn()(x, *args)

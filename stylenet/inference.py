@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from stylenet import signals
 from stylenet.checkpoint import load_network
 from stylenet.compile import ShapeCompiled, normalise_mode
 from stylenet.device import DTYPES, cpu_bf16_fast, resolve_device, resolve_precision
@@ -46,6 +47,7 @@ from stylenet.memory import (
     HOST_BYTES_PER_PIXEL,
     TILED_EXTRA_BYTES_PER_PIXEL,
     Plan,
+    bytes_per_pixel,
     fmt_bytes,
     forward_bytes,
     resolve_budget,
@@ -61,8 +63,11 @@ log = logging.getLogger(__name__)
 
 # Default longest side: large enough for a print-quality photo, small enough for any CPU.
 DEFAULT_MAX_SIZE = 1024
-# Instance-norm statistics for tiled runs come from the whole image seen at this longest side.
+# Instance-norm statistics for tiled runs come from the whole image seen at this longest side
+# (smaller when the memory budget is tight, but never below MIN_STATS_SIZE: at 256 px the
+# per-channel means and variances of a photo still come out within a few percent).
 STATS_SIZE = 1024
+MIN_STATS_SIZE = 256
 # Default tile overlap: the receptive field of the network's full-resolution layers (two 9x9
 # convolutions and a 3x3 at full resolution, 3x3s at 1/2 and 1/4) spans about 60 px; 128 px
 # leaves the cross-fade out of the padding-affected margin.
@@ -180,10 +185,8 @@ class Stylizer:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
         self.compile_mode = normalise_mode(compile)
-        # Compiling pays where a shape repeats: on CUDA always (see stylenet.compile); on a CPU
-        # too (2 cores, AVX2, 1024x1024: narrow 2.06 -> 1.03 s, full 5.5 -> 3.1 s) but only
-        # after 20-30 s of compilation, so "auto" compiles there only for runs that announce
-        # enough repeats (``expect``).
+        # Compiling pays where a shape repeats often enough to earn its compile time back; see
+        # stylenet.compile for the measured costs and the rule.
         self._core = ShapeCompiled(
             net.core, self.compile_mode, enabled_here=self.device.type == "cuda"
         )
@@ -219,12 +222,11 @@ class Stylizer:
         m = resize(mask_to_tensor(mask)[None], size)  # [1, 1, H, W] in [0, 1]
         return wa[None, :, None, None] * m + wb[None, :, None, None] * (1 - m)
 
-    def expect(self, repeats: int) -> None:
-        """Tell the compiled path how many passes of one shape are coming (a folder batch, a
-        video); on a CPU ``compile="auto"`` compiles only when that many pay for it."""
-        if self.device.type == "cpu" and self.compile_mode == "auto":
-            # 20-30 s of compilation against 1-2.5 s saved per 1024 px pass (2 AVX2 cores).
-            self._core.active = repeats >= 32
+    def expect(self, repeats: int | None) -> None:
+        """Tell the compiled path how many passes of one shape the current run makes (a folder's
+        images of one size, a video's frames); ``compile="auto"`` compiles only when they pay
+        back the compile time (see ``stylenet.compile``)."""
+        self._core.expect(repeats)
 
     # ------------------------------------------------------------------ forward passes
     def _prep(self, x: Tensor) -> Tensor:
@@ -284,6 +286,7 @@ class Stylizer:
         acc = torch.zeros(1, H, W)
         grid = tile_grid(H, W, tile, overlap)
         for k, (top, th, left, tw) in enumerate(grid):
+            signals.check()
             xt = x[..., top : top + th, left : left + tw]
             mt = mix[..., top : top + th, left : left + tw] if mix.dim() == 4 else mix
             y = self.forward(xt, mt, stats)[0].cpu()
@@ -334,25 +337,32 @@ class Stylizer:
         c = self.net.config.base_channels
         H, W = work
         host = H * W * (HOST_BYTES_PER_PIXEL + TILED_EXTRA_BYTES_PER_PIXEL)
-        stats_h, stats_w = cap_long_side(H, W, STATS_SIZE, MIN_SIZE)
-        stats_need = forward_bytes(c, stats_h, stats_w, 1, self.device, self.dtype)
+        per = bytes_per_pixel(c, self.device, self.dtype)
         on_cpu = self.device.type == "cpu"
-        if auto:
-            assert budget is not None
+        stats_size = STATS_SIZE
+        if budget is not None:
             room = budget - (host if on_cpu else 0)
-            per = forward_bytes(c, 1, 1, 1, self.device, self.dtype)
-            # The largest square tile (multiple of 4) whose pass fits in what is left.
+            # The largest square (multiple of 4) whose pass fits in what is left; both the tiles
+            # (when chosen here) and the whole-image statistics pass must fit in it.
             side = int(math.sqrt(max(0, room) / per)) // 4 * 4 if room > 0 else 0
-            tile = min(side, 4096)
-            if tile < min_tile(overlap) or stats_need > room or (not on_cpu and host > budget):
-                need = host + min(stats_need, forward_bytes(c, *work, 1, self.device, self.dtype))
+            stats_size = min(STATS_SIZE, side)
+            if auto:
+                tile = min(side, 4096)
+            if (
+                (auto and tile < min_tile(overlap))
+                or stats_size < MIN_STATS_SIZE
+                or (not on_cpu and host > budget)
+            ):
+                need = host + per * min(H * W, MIN_STATS_SIZE**2, min_tile(overlap) ** 2)
                 raise MemoryBudgetError(
                     f"stylizing at {W}x{H} needs about {fmt_bytes(need)} even in tiles, more than "
                     f"the memory budget of {fmt_bytes(budget)}; use a smaller size or "
                     "stroke scale, or raise the budget"
                 )
+        sh, sw = cap_long_side(H, W, stats_size, MIN_SIZE)
         tile_need = forward_bytes(c, min(tile, H), min(tile, W), 1, self.device, self.dtype)
-        return Plan(work, tile, max(tile_need, stats_need), host, budget, auto_tiled=auto)
+        stats_need = forward_bytes(c, sh, sw, 1, self.device, self.dtype)
+        return Plan(work, tile, max(tile_need, stats_need), host, budget, auto, stats_size)
 
     # ------------------------------------------------------------------ the whole recipe
     def stylize_tensor(self, x: Tensor, opts: StylizeOptions) -> Tensor:
@@ -386,7 +396,7 @@ class Stylizer:
         xin = resize(src, work)
         mix = self.mix_map(opts.style, opts.mask, opts.mask_style, work)
         if plan.tile and max(work) > plan.tile:
-            y = self.forward_tiled(xin, mix, plan.tile, opts.tile_overlap)
+            y = self.forward_tiled(xin, mix, plan.tile, opts.tile_overlap, plan.stats_size)
         else:
             y = self.forward(xin, mix).cpu()
         y = resize(y, out_size).clamp(0, 1)

@@ -110,3 +110,4 @@ class Plan:
     host_bytes: int
     budget: int | None
     auto_tiled: bool = False
+    stats_size: int = 1024  # longer side of the whole-image statistics pass of a tiled run

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from stylenet import signals
 from stylenet.errors import (
     ImageReadError,
     ImageTooSmallError,
@@ -116,11 +117,13 @@ def stylize_file(
     w, h = image_size(inp)
     st.plan(h, w, opts)  # MemoryBudgetError before anything is decoded
     img = load_image(inp)
+    signals.check()
     out_size, _ = st.sizes(img.height, img.width, opts)
     x = image_to_tensor(shrink_for(img, out_size))[None]
     if opts.mask is not None:
         check_mask_shape(opts.mask, (img.height, img.width))
     res = tensor_to_image(st.stylize_tensor(x, opts))
+    signals.check()  # stopped during the pass: write nothing
     save_image(res, out, quality)
     notes = list(st.last.notes)
     if out_size != (img.height, img.width):
@@ -213,39 +216,10 @@ class FolderRun:
             )
         self._announce_sizes(todo)
         bar = self.rep.bar(len(todo), "stylize", "img")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            ahead = 2 * self.batch_size + 1
-            loads: dict[int, Future] = {
-                i: pool.submit(load_image, todo[i][0]) for i in range(min(ahead, len(todo)))
-            }
-            writes: list[tuple[Path, Future]] = []
-            pending: list[tuple[Path, Path, torch.Tensor, tuple[int, int]]] = []
-            for i, (f, dst) in enumerate(todo):
-                fut = loads.pop(i)
-                if i + ahead < len(todo):
-                    loads[i + ahead] = pool.submit(load_image, todo[i + ahead][0])
-                try:
-                    img = fut.result()
-                    native = (img.height, img.width)
-                    out_size, _ = self.st.sizes(*native, self.opts)
-                    t = image_to_tensor(shrink_for(img, out_size))[None]
-                except StylenetError as e:
-                    self._fail(f, e)
-                    bar.update(1)
-                    continue
-                if pending and pending[0][2].shape != t.shape:
-                    self._flush(pending, writes, pool, bar)
-                pending.append((f, dst, t, native))
-                if len(pending) >= self.batch_size:
-                    self._flush(pending, writes, pool, bar)
-            self._flush(pending, writes, pool, bar)
-            for f, w in writes:
-                try:
-                    w.result()
-                except (OSError, StylenetError) as e:
-                    self._fail(f, e, "write failed: ")
-                    self.result.done -= 1
-        bar.close()
+        try:
+            self._run(todo, bar)
+        finally:
+            bar.close()
         if self.result.downscaled:
             self.rep.note(
                 f"{self.result.downscaled} image(s) larger than {self.opts.max_size} px were "
@@ -256,6 +230,49 @@ class FolderRun:
                 f"{self.result.auto_tiled} image(s) were tiled to stay within the memory budget"
             )
         return self.result
+
+    def _run(self, todo: list[tuple[Path, Path]], bar) -> None:  # noqa: ANN001
+        pool = ThreadPoolExecutor(max_workers=2)
+        try:
+            self._stream(todo, bar, pool)
+        finally:
+            # On an interrupt, queued decodes and writes are dropped: a write that has not
+            # started leaves no file, so a rerun simply stylizes that image again.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _stream(self, todo: list[tuple[Path, Path]], bar, pool: ThreadPoolExecutor) -> None:  # noqa: ANN001
+        ahead = 2 * self.batch_size + 1
+        loads: dict[int, Future] = {
+            i: pool.submit(load_image, todo[i][0]) for i in range(min(ahead, len(todo)))
+        }
+        writes: list[tuple[Path, Future]] = []
+        pending: list[tuple[Path, Path, torch.Tensor, tuple[int, int]]] = []
+        for i, (f, dst) in enumerate(todo):
+            signals.check()
+            fut = loads.pop(i)
+            if i + ahead < len(todo):
+                loads[i + ahead] = pool.submit(load_image, todo[i + ahead][0])
+            try:
+                img = fut.result()
+                native = (img.height, img.width)
+                out_size, _ = self.st.sizes(*native, self.opts)
+                t = image_to_tensor(shrink_for(img, out_size))[None]
+            except StylenetError as e:
+                self._fail(f, e)
+                bar.update(1)
+                continue
+            if pending and pending[0][2].shape != t.shape:
+                self._flush(pending, writes, pool, bar)
+            pending.append((f, dst, t, native))
+            if len(pending) >= self.batch_size:
+                self._flush(pending, writes, pool, bar)
+        self._flush(pending, writes, pool, bar)
+        for f, w in writes:
+            try:
+                w.result()
+            except (OSError, StylenetError) as e:
+                self._fail(f, e, "write failed: ")
+                self.result.done -= 1
 
     def _announce_sizes(self, todo: list[tuple[Path, Path]]) -> None:
         """Tell the compiled path how many images share a size, from the headers (cheap)."""
@@ -339,6 +356,7 @@ def stylize_video(
     bar = rep.bar(info.frames, "frames", "frame")
     try:
         for frame in read_frames(inp):
+            signals.check()
             x = frame_to_tensor(frame)
             y = st.stylize_tensor(x, opts)
             if smoother is not None:

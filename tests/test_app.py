@@ -137,7 +137,7 @@ def test_interrupt_exits_130_and_removes_temporary_files(tmp_path, capsys):
 
     assert run_command(body) == EXIT_INTERRUPTED
     assert not list(tmp_path.iterdir())
-    assert capsys.readouterr().err.strip() == "interrupted; 1 temporary file(s) removed"
+    assert capsys.readouterr().err.strip() == "interrupted (partial outputs removed)"
 
 
 # ----------------------------------------------------------------------------- packaging

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Callable, Mapping
 
@@ -62,10 +61,6 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     return out
 
 
-def _sigterm(signum, frame) -> None:  # noqa: ANN001
-    raise KeyboardInterrupt
-
-
 def error_line(
     e: StylenetError, option_names: Mapping[str, str] | None, hints: Mapping[type, str]
 ) -> str:
@@ -78,19 +73,21 @@ def run_command(
     body: Callable[[], int],
     option_names: Mapping[str, str] | None = None,
     hints: Mapping[type, str] | None = None,
-    handle_sigterm: bool = True,
+    handle_signals: bool = True,
 ) -> int:
     """Run a command's body under the error policy and return its exit code."""
+    from stylenet import signals
     from stylenet.files import TEMP_FILES
 
     setup_logging()
-    previous = None
-    if handle_sigterm:
-        # SIGTERM (kill, a job scheduler) unwinds like Ctrl-C, so ``finally`` blocks and the
-        # temporary-file registry clean up before the process ends.
-        previous = signal.signal(signal.SIGTERM, _sigterm)
+    # Ctrl-C and SIGTERM (kill, a job scheduler) stop the command at its next safe point, where
+    # ``finally`` blocks and the temporary-file registry clean up (stylenet.signals). Training
+    # leaves both to Python and Lightning, which checkpoint first (handle_signals=False).
+    previous = signals.install() if handle_signals else {}
     try:
-        return int(body() or 0)
+        code = int(body() or 0)
+        signals.check()  # a stop requested during the last step still counts as one
+        return code
     except Interrupted as e:
         TEMP_FILES.remove_all()
         print(f"interrupted: {e}", file=sys.stderr)
@@ -100,13 +97,13 @@ def run_command(
         print(error_line(e, option_names, {**DEFAULT_HINTS, **(hints or {})}), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        n = TEMP_FILES.remove_all()
-        extra = f"; {n} temporary file(s) removed" if n else ""
-        print(f"interrupted{extra}", file=sys.stderr)
+        # Files being written are removed here or by the writer's own clean-up while unwinding;
+        # finished outputs stay (a folder run skips them when rerun).
+        TEMP_FILES.remove_all()
+        print("interrupted (partial outputs removed)", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        signals.restore(previous)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ def run_training(cfg: DictConfig) -> int:
         report(train(cfg))
         return 0
 
-    return run_command(body, CONFIG_KEYS)
+    return run_command(body, CONFIG_KEYS, handle_signals=False)
 
 
 def main() -> int:
