@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from stylenet.checkpoint import network_from_checkpoint, now_iso, thumbnail_bytes
-from stylenet.errors import BankError
+from stylenet.errors import BankError, StylenetError
 from stylenet.mix import style_index
 
 # Names end up in style specs ("a=0.7,b=0.3") and file names: letters, digits, _ - . only, and
@@ -75,6 +75,37 @@ def _with_rows(
     out["history"] = [*ckpt.get("history", []), {**event, "date": now_iso()}]
     network_from_checkpoint(out, "result")  # the edited file must rebuild
     return out
+
+
+def upgrade(ckpt: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A checkpoint of an earlier format brought to the current one: thumbnails made from the
+    paintings its training config names (where they can be found). Returns it and the names
+    that still have no thumbnail."""
+    from stylenet.checkpoint import FORMAT_VERSION, make_thumbnail
+    from stylenet.errors import StyleError
+    from stylenet.styles import spec_from_entry
+
+    out = copy.copy(ckpt)
+    entries = (ckpt.get("train_config") or {}).get("style") or {}
+    thumbs = list(ckpt.get("style_thumbnails") or [])
+    missing = []
+    new = []
+    for i, name in enumerate(ckpt["style_names"]):
+        t = thumbs[i] if i < len(thumbs) else None
+        if t is None or not t.numel():
+            try:
+                t = make_thumbnail(
+                    spec_from_entry(name, entries.get(name) or {"image": name}, warn=False).path()
+                )
+            except (StyleError, StylenetError):
+                t = torch.empty(0, dtype=torch.uint8)
+                missing.append(name)
+        new.append(t)
+    out["style_thumbnails"] = new
+    out["format_version"] = FORMAT_VERSION
+    out["history"] = [*ckpt.get("history", []),
+                      {"event": "upgraded", "date": now_iso(), "from_version": ckpt.get("format_version", 1)}]  # fmt: skip
+    return out, missing
 
 
 def rename(ckpt: dict[str, Any], old: str, new: str) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def _replay_specs(
         if not entry:
             entry = {"image": name}  # a shipped painting of that name
         try:
-            spec = spec_from_entry(name, entry)
+            spec = spec_from_entry(name, entry, warn=False)
             spec.path()
         except StyleError as e:
             raise StyleError(

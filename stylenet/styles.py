@@ -52,15 +52,17 @@ def resolve_style_image(image: str | os.PathLike) -> Path:
     )
 
 
-def spec_from_entry(name: str, entry: Mapping) -> StyleSpec:
+def spec_from_entry(name: str, entry: Mapping, warn: bool = True) -> StyleSpec:
     """One style's config entry ``{image, loss_scale, size}`` -> ``StyleSpec``.
 
-    ``weight`` is the earlier name of ``loss_scale`` and is still read (with a warning)."""
+    ``weight`` is the earlier name of ``loss_scale`` and is still read (with a warning, unless
+    the entry comes from an older checkpoint's stored config: ``warn=False``)."""
     if not isinstance(entry, Mapping) or "image" not in entry:
         raise StyleError(f"style {name!r} must have an 'image' entry, got {entry!r}")
     scale = entry.get("loss_scale")
     if "weight" in entry and entry.get("weight") is not None:
-        log.warning("style %s: 'weight' is now called 'loss_scale'", name)
+        if warn:
+            log.warning("style %s: 'weight' is now called 'loss_scale'", name)
         if scale is None:
             scale = entry["weight"]
     scale = 1.0 if scale is None else float(scale)

@@ -7,6 +7,7 @@
     stylenet-bank reorder checkpoints/bank_all.pt the_scream starry_night ... -o bank.pt
     stylenet-bank merge bank_a.pt bank_b.pt -o both.pt
     stylenet-bank thumbnail checkpoints/bank_all.pt starry_night -o starry.jpg
+    stylenet-bank upgrade old.pt -o new.pt          # an older file: add thumbnails, format 2
 
 Edits write to ``-o NEW.pt``, or replace the bank with ``--in-place`` (the old file is kept as
 ``<bank>.pt.bak``). The outputs of every kept style are unchanged.
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("new", help="new name")
     s = edit("remove", "remove styles (their rows)")
     s.add_argument("styles", nargs="+", help="names or indices to remove")
+    edit("upgrade", "bring an older checkpoint to the current format (adds style thumbnails)")
     s = edit("reorder", "put the styles in a new order")
     s.add_argument("order", nargs="+", help="every style once, names or indices, in the new order")
     s = sub.add_parser("merge", help="one bank from two with identical shared weights",
@@ -125,7 +127,14 @@ def _body(args: argparse.Namespace) -> int:
         save_checkpoint(result, out, overwrite=args.overwrite)
     else:
         out, overwrite = _destination(args)
-        if args.action == "rename":
+        if args.action == "upgrade":
+            result, missing = B.upgrade(ckpt)
+            if missing:
+                print(
+                    f"note: no painting found for {', '.join(missing)}: no thumbnail",
+                    file=sys.stderr,
+                )
+        elif args.action == "rename":
             result = B.rename(ckpt, args.old, args.new)
         elif args.action == "remove":
             result = B.remove(ckpt, args.styles)

@@ -1,0 +1,6 @@
+"""The web page and HTTP API: ``python -m stylenet.serve --checkpoint checkpoints/bank_all.pt``.
+
+``app`` (FastAPI: routes, validation, errors), ``engine`` (the model, the bounded queue, batching
+on the device), ``static/`` (the page: plain HTML, CSS and JavaScript, no build step). Needs the
+``serve`` extra: ``pip install "stylenet[serve]"``.
+"""

@@ -1,0 +1,266 @@
+"""The HTTP API in-process (TestClient), the engine's queue and batching, and a live load test."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tempfile
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from stylenet.checkpoint import export_inference_checkpoint, make_thumbnail  # noqa: E402
+from stylenet.inference import StylizeOptions, Stylizer  # noqa: E402
+from stylenet.model import TransformerNet  # noqa: E402
+from stylenet.paths import STYLE_DIR  # noqa: E402
+from stylenet.serve.app import create_app  # noqa: E402
+from stylenet.serve.config import ServeConfig  # noqa: E402
+from stylenet.serve.engine import Engine, QueueFull  # noqa: E402
+
+NAMES = ["starry_night", "the_scream"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    net = TransformerNet(2, 8, 1)
+    with torch.no_grad():
+        for n in net.norms():
+            n.gamma.normal_(1.0, 0.3)
+            n.beta.normal_(0.0, 0.3)
+    p = tmp_path_factory.mktemp("ck") / "bank.pt"
+    thumbs = [make_thumbnail(STYLE_DIR / "starry_night.jpg"), None]  # the second has none
+    export_inference_checkpoint(net, NAMES, p, thumbnails=thumbs)
+    return p
+
+
+def jpeg(w=96, h=64, seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    a = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def client(ckpt):
+    cfg = ServeConfig(checkpoint=str(ckpt), device="cpu", precision="fp32", max_upload=200_000,
+                      max_pixels=400_000, max_size=512, default_size=128)  # fmt: skip
+    with TestClient(create_app(cfg)) as c:
+        yield c
+
+
+def post(client, data=None, image=None, name="p.jpg"):
+    return client.post("/v1/stylize", files={"image": (name, image if image is not None else jpeg(), "image/jpeg")},
+                       data=data or {})  # fmt: skip
+
+
+def assert_problem(r, status, text):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["status"] == status and text in body["error"], body
+    assert "\n" not in body["error"]
+
+
+def test_health_styles_and_thumbnails(client):
+    h = client.get("/healthz").json()
+    assert h["status"] == "ok" and h["styles"] == 2 and h["queue"] == 0
+    s = client.get("/v1/styles").json()
+    assert [x["name"] for x in s["styles"]] == NAMES
+    assert s["styles"][0]["thumbnail_url"] == "/v1/styles/0/thumbnail"
+    assert s["styles"][1]["thumbnail_url"] is None  # an older checkpoint's styles show names
+    r = client.get("/v1/styles/0/thumbnail")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(r.content)).size[0] == 160
+    assert_problem(client.get("/v1/styles/1/thumbnail"), 404, "no thumbnail")
+    assert "/v1/stylize" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and 'data-testid="gallery"' in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_stylize_returns_the_network_output(client, ckpt):
+    data = jpeg(96, 64)
+    r = post(client, {"style": "the_scream", "max_size": "96", "format": "png"}, data)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-stylenet-size"] == "96x64" and float(r.headers["x-stylenet-compute-ms"]) > 0
+    got = np.asarray(Image.open(io.BytesIO(r.content)), dtype=int)
+    st = Stylizer(ckpt, device="cpu", precision="fp32")
+    ref = np.asarray(
+        st.stylize(Image.open(io.BytesIO(data)).convert("RGB"), style="the_scream", max_size=0),
+        dtype=int,
+    )
+    assert np.abs(got - ref).max() <= 1
+    r = post(
+        client, {"style": "starry_night=0.7,the_scream=0.3", "strength": "0", "format": "png"}, data
+    )
+    back = np.asarray(Image.open(io.BytesIO(r.content)), dtype=int)
+    orig = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=int)
+    assert back.shape == orig.shape  # the default size (128) caps, never enlarges
+    assert np.abs(back - orig).mean() < 1.0  # strength 0: the photo
+    r = post(client, {"preserve_color": "true", "stroke_scale": "2", "format": "webp"}, data)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
+
+
+@pytest.mark.parametrize(
+    "case,status,text",
+    [
+        ("not_an_image", 400, "not an image"),
+        ("corrupt", 400, "corrupt or truncated"),
+        ("unknown_style", 400, "available: 0:starry_night, 1:the_scream"),
+        ("strength", 422, "strength: must be within 0..1"),
+        ("strength_text", 422, "strength: Input should be a valid number"),
+        ("stroke", 422, "stroke_scale: must be within 0.25..8"),
+        ("size", 422, "max_size: must be within 16..512"),
+        ("format", 422, "format: must be jpeg, png or webp"),
+        ("too_big", 413, "larger than the limit"),
+        ("too_many_pixels", 413, "is 800x600, more than 0.4 megapixels"),
+        ("bomb", 413, "megapixels"),
+    ],
+)
+def test_bad_requests_get_a_json_error(client, case, status, text):
+    data, form = jpeg(), {}
+    if case == "not_an_image":
+        data = b"%PDF-1.4 not an image"
+    elif case == "corrupt":
+        data = jpeg(400, 300)[:3000]
+    elif case == "unknown_style":
+        form = {"style": "nope"}
+    elif case == "strength":
+        form = {"strength": "2"}
+    elif case == "strength_text":
+        form = {"strength": "lots"}
+    elif case == "stroke":
+        form = {"stroke_scale": "100"}
+    elif case == "size":
+        form = {"max_size": "5000"}
+    elif case == "format":
+        form = {"format": "gif"}
+    elif case == "too_big":
+        data = bytes(300_000)
+    elif case == "too_many_pixels":
+        buf = io.BytesIO()  # 480k pixels > 400k, in a small file
+        Image.new("RGB", (800, 600), (90, 120, 200)).save(buf, format="JPEG")
+        data = buf.getvalue()
+    elif case == "bomb":
+        data = png_bomb(30000, 30000)  # a few hundred bytes declaring 900 MP
+    assert_problem(post(client, form, data), status, text)
+
+
+def png_bomb(w: int, h: int) -> bytes:
+    """A PNG header declaring w x h pixels with almost no data behind it."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_nothing_is_left_on_disk(ckpt, tmp_path, monkeypatch):
+    # Uploads above 1 MB are spooled to a temporary file by the multipart parser: it must go.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cfg = ServeConfig(checkpoint=str(ckpt), device="cpu", precision="fp32", default_size=64)
+    big = jpeg(1200, 900)
+    assert len(big) > 2**20
+    with TestClient(create_app(cfg)) as c:
+        r = post(c, {}, big)
+    assert r.status_code == 200
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overload_is_503_with_retry_after(client, monkeypatch):
+    def full(self, x, mix, opts):
+        raise QueueFull(3)
+
+    monkeypatch.setattr(Engine, "submit", full)
+    r = post(client)
+    assert_problem(r, 503, "busy")
+    assert r.headers["retry-after"] == "3"
+
+
+def test_timeout_is_504(ckpt, monkeypatch):
+    original = Engine._forward
+
+    def slow(self, jobs):
+        time.sleep(0.6)
+        return original(self, jobs)
+
+    monkeypatch.setattr(Engine, "_forward", slow)
+    cfg = ServeConfig(checkpoint=str(ckpt), device="cpu", precision="fp32", timeout_s=0.2)
+    with TestClient(create_app(cfg)) as c:
+        assert_problem(post(c), 504, "not done within")
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+def test_engine_batches_same_size_requests_with_their_own_mixes(ckpt):
+    st = Stylizer(ckpt, device="cpu", precision="fp32")
+    eng = Engine(st, max_queue=16, max_batch=8, batch_wait_s=0.2)
+    gate = threading.Event()
+    original = eng._forward
+
+    def gated(jobs):
+        gate.wait(5)
+        return original(jobs)
+
+    eng._forward = gated
+    xs = [torch.rand(1, 3, 40, 48) for _ in range(9)]
+    mixes = [st.mix(i % 2) for i in range(9)]
+    jobs = [eng.submit(x, m, StylizeOptions(max_size=0)) for x, m in zip(xs, mixes, strict=True)]
+    gate.set()
+    results = [j.future.result(10) for j in jobs]
+    eng.close()
+    assert eng.stats.images == 9 and eng.stats.batches == 2  # 8 in one batch, the 9th next
+    for x, m, y in zip(xs, mixes, results, strict=True):
+        ref = st.stylize_tensor(x, StylizeOptions(style=m.tolist(), max_size=0))
+        assert (y - ref).abs().max() < 1e-5
+
+
+def test_engine_refuses_when_full_and_drains_on_close(ckpt):
+    st = Stylizer(ckpt, device="cpu", precision="fp32")
+    eng = Engine(st, max_queue=2, max_batch=1)
+    gate = threading.Event()
+    original = eng._forward
+    eng._forward = lambda jobs: (gate.wait(5), original(jobs))[1]
+    x = torch.rand(1, 3, 32, 32)
+    jobs = [eng.submit(x, st.mix(0), StylizeOptions(max_size=0))]
+    time.sleep(0.2)  # the worker holds the first; two more fill the queue
+    jobs += [eng.submit(x, st.mix(0), StylizeOptions(max_size=0)) for _ in range(2)]
+    with pytest.raises(QueueFull) as e:
+        eng.submit(x, st.mix(0), StylizeOptions(max_size=0))
+    assert e.value.retry_after >= 1
+    gate.set()
+    eng.close(grace_s=10)
+    assert all(j.future.done() and j.future.exception() is None for j in jobs)
+    assert eng.stats.rejected == 1
+
+
+# ----------------------------------------------------------------------------- live server
+
+
+def test_load_on_a_live_server(ckpt):
+    from stylenet.bench.serve import live_server, load_test
+
+    with live_server(ckpt, "--device", "cpu", "--precision", "fp32", "--queue", "256") as url:
+        res = load_test(url, jpeg(64, 48), requests=200, concurrency=16, form={"max_size": "64"})
+    assert res["answered"] == 200 and res["ok"] == 200, res
+    assert res["p50_ms"] > 0 and res["p95_ms"] >= res["p50_ms"]
