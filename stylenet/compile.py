@@ -131,11 +131,12 @@ class ShapeCompiled:
         return True
 
     def __call__(self, x: torch.Tensor, *args: Any) -> Any:
+        # Non-tensor arguments (given norm statistics, or None) change the graph too.
         key = (
             tuple(x.shape),
             x.dtype,
             x.device.type,
-            tuple(a.shape for a in args if torch.is_tensor(a)),
+            tuple(tuple(a.shape) if torch.is_tensor(a) else type(a).__name__ for a in args),
         )
         if not self._want(key, x.device.type):
             if self.mode == "auto" and self.active and key not in self._eager_s:

@@ -243,10 +243,7 @@ class Stylizer:
         mix = mix.to(self.device, torch.float32)
         if mix.dim() == 4:
             mix = pad_to_multiple(mix, 4, mode="replicate")
-        if stats is None:
-            y, _ = self._core(x, mix)
-        else:
-            y, _ = self.net.core(x, mix, stats)
+        y, _ = self._core(x, mix, stats)
         return y[..., :h, :wd].float()
 
     @torch.inference_mode()
@@ -275,29 +272,42 @@ class Stylizer:
 
         Tiles overlap by ``overlap`` pixels and are blended with raised-cosine weights, so no
         seam shows; every tile is normalised with the same statistics, so tiles agree in colour.
-        The result is accumulated on the CPU: only one tile lives on the device at a time.
+        The image and the blended result stay on the device when it has room for them (a GPU:
+        no copy per tile); otherwise they live on the CPU and one tile at a time goes over.
         """
         if x.shape[0] != 1:
             raise ValueError("tiled stylization takes one image at a time")
         _, _, H, W = x.shape
         tile = max(tile, min_tile(overlap))
         stats = self.global_stats(x, mix, stats_size)
-        out = torch.zeros(3, H, W)
-        acc = torch.zeros(1, H, W)
+        home = self._accumulator_device(H, W)
+        x = x.to(home)
+        out = torch.zeros(3, H, W, device=home)
+        acc = torch.zeros(1, H, W, device=home)
         grid = tile_grid(H, W, tile, overlap)
         for k, (top, th, left, tw) in enumerate(grid):
             signals.check()
             xt = x[..., top : top + th, left : left + tw]
             mt = mix[..., top : top + th, left : left + tw] if mix.dim() == 4 else mix
-            y = self.forward(xt, mt, stats)[0].cpu()
+            y = self.forward(xt, mt, stats)[0].to(home)
             ry = overlap if H > tile else 0
             rx = overlap if W > tile else 0
-            win = window(th, ry)[:, None] * window(tw, rx)[None, :]
+            win = window(th, ry, home)[:, None] * window(tw, rx, home)[None, :]
             out[:, top : top + th, left : left + tw] += y * win
             acc[:, top : top + th, left : left + tw] += win
             if self.progress is not None:
                 self.progress(k + 1, len(grid))
-        return (out / acc).unsqueeze(0)
+        return (out / acc).unsqueeze(0).cpu()
+
+    def _accumulator_device(self, h: int, w: int) -> torch.device:
+        """The device, if the image (12 B/px) and the accumulators (16 B/px) fit in a quarter
+        of its free memory next to the tiles; else the CPU."""
+        if self.device.type != "cuda":
+            return torch.device("cpu")
+        from stylenet.device import available_memory
+
+        free = available_memory(self.device) or 0
+        return self.device if 28 * h * w < free // 4 else torch.device("cpu")
 
     # ------------------------------------------------------------------ planning
     def sizes(

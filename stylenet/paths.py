@@ -17,9 +17,14 @@ SAMPLE_CONTENT_DIR = ASSETS_DIR / "content"
 
 
 def config_dir() -> Path:
-    import stylenet.configs
+    """The installed ``stylenet.configs`` package, or, in a source tree used without installing
+    (``PYTHONPATH=.``, as on a machine that cannot install), the ``configs/`` beside the package."""
+    try:
+        import stylenet.configs
 
-    return Path(stylenet.configs.__file__).resolve().parent
+        return Path(stylenet.configs.__file__).resolve().parent
+    except ImportError:
+        return PACKAGE_DIR.parent / "configs"
 
 
 def cache_dir() -> Path:

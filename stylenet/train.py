@@ -254,6 +254,7 @@ def build_module(
     train_scope: str = "all",
     lr: float | None = None,
     nan_check_every: int = 1,
+    vgg_dtype: str = "fp32",
 ) -> StyleTransferModule:
     lc, oc = cfg.loss, cfg.optim
     try:
@@ -280,6 +281,7 @@ def build_module(
             train_scope=train_scope,
             nan_check_every=nan_check_every,
             seed=int(cfg.seed),
+            vgg_dtype=vgg_dtype,
         )
     except OptionError as e:
         raise _config_error(e) from e
@@ -320,7 +322,8 @@ _QUIET = (
 )
 
 
-def train(cfg: DictConfig) -> TrainResult:
+def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
+    """Train from a composed config; ``extra_callbacks`` are added to the Lightning trainer."""
     t0 = time.time()
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
@@ -380,6 +383,9 @@ def train(cfg: DictConfig) -> TrainResult:
     every_ckpt = int(cfg.checkpoint_every_n_steps)
     # NaN check: every step on a CPU; on a GPU, at each logging step (a host sync otherwise).
     nan_every = int(trainer_kw.get("log_every_n_steps", 10)) if cuda else 1
+    vgg_dtype = (
+        "bf16" if cuda and str(trainer_kw.get("precision", "")).startswith("bf16") else "fp32"
+    )
     if plan is not None:
         t_specs, t_rows, t_shares = plan.training_styles()
         affine = plan.mode == "affine"
@@ -387,13 +393,14 @@ def train(cfg: DictConfig) -> TrainResult:
             cfg, t_specs, model_args=model_args, row_names=names, rows=t_rows, row_shares=t_shares,
             train_scope="new_rows" if affine else "all",
             lr=float(ft.get("affine_lr", cfg.optim.lr)) if affine else None, nan_check_every=nan_every,
+            vgg_dtype=vgg_dtype,
         )  # fmt: skip
         from stylenet.finetune import grow_network
 
         grown = grow_network(plan, module.loss, int(cfg.style_size))
         module.net.load_state_dict(grown.state_dict())
     else:
-        module = build_module(cfg, specs, nan_check_every=nan_every)
+        module = build_module(cfg, specs, nan_check_every=nan_every, vgg_dtype=vgg_dtype)
     module.checkpoint_every = every_ckpt
     if compile_mode == "on" or (compile_mode == "auto" and cuda):
         # Static shapes (every crop is image_size): one graph each for the network and the VGG.
@@ -412,6 +419,7 @@ def train(cfg: DictConfig) -> TrainResult:
     )
     interrupt_cb = InterruptCheckpoint(ckpt_dir / "last.ckpt")
     callbacks = [ckpt_cb, grid_cb, interrupt_cb, LearningRateMonitor(logging_interval="step")]
+    callbacks += list(extra_callbacks or [])
     if trainer_kw.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
     logger = TensorBoardLogger(

@@ -184,3 +184,20 @@ def test_changes_note_lists_what_moved():
     text = (ROOT / "CHANGES.md").read_text()
     for moved in ("stylenet-train", "stylenet.cli", "export.overwrite", "loss_scale", "mix"):
         assert moved in text, moved
+
+
+def test_configs_found_in_a_source_tree_without_install(monkeypatch):
+    import builtins
+
+    from stylenet import paths
+
+    real_import = builtins.__import__
+
+    def no_configs(name, *a, **k):
+        if name == "stylenet.configs":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "stylenet.configs", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_configs)
+    assert paths.config_dir() == ROOT / "configs"

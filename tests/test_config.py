@@ -48,6 +48,8 @@ EXPERIMENT_SETS = {
               "name": "smoke-starry_night", "export.dir": "outputs/smoke-starry_night"},
     "cpu_narrow": {"model.base_channels": 16, "trainer.max_steps": 600,
                    "name": "starry_night-narrow", "export.dir": "checkpoints"},
+    "fast_gpu": {"data.batch_size": 16, "trainer.max_steps": 10000, "optim.lr": 2e-3,
+                 "optim.scheduler": "cosine", "trainer.compile": "on"},
     "coco_gpu": {"data.annotations": "/data/coco/a.json", "data.image_size": 256,
                  "data.batch_size": 4, "trainer.max_steps": 40000,
                  "trainer.precision": "bf16-mixed", "style_size": 512},

@@ -4,6 +4,8 @@ and regenerates BENCHMARKS.md from every results file.
     stylenet-bench                                  # CPU (and CUDA when present), default sizes
     stylenet-bench --sizes 256 512 --tiled 0 --no-training
     stylenet-bench --report                         # only rebuild BENCHMARKS.md
+    stylenet-bench --suite gpu --vgg-weights-path vgg16_relu43_fp16.pth   # every GPU figure
+    stylenet-bench --serve checkpoints/bank_all.pt  # load test of the web server
 """
 
 from __future__ import annotations
@@ -54,6 +56,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--report", action="store_true", help="only regenerate the markdown")
     p.add_argument("--notes", default="", help="free text stored with the run")
+    p.add_argument(
+        "--suite",
+        choices=["gpu", "quick"],
+        default=None,
+        help="the one-command GPU run (quick: the same code at tiny sizes, any device)",
+    )
+    p.add_argument(
+        "--vgg-weights-path", default=None, help="VGG16 state dict for the suite's training rows"
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="photos for the suite's training rows (default: the samples)",
+    )
+    p.add_argument(
+        "--gpu-kit",
+        metavar="DIR",
+        default=None,
+        help="write what a registry-less GPU machine needs for --suite gpu (see docs/gpu.md)",
+    )
+    p.add_argument(
+        "--serve",
+        metavar="CHECKPOINT",
+        default=None,
+        help="load-test a live stylenet-serve on this checkpoint (200 requests, 16 clients)",
+    )
     return p  # fmt: skip
 
 
@@ -65,7 +93,24 @@ def _body(args: argparse.Namespace) -> int:
     from stylenet.bench.timing import environment
     from stylenet.bench.training import bench_training
 
-    if not args.report:
+    if args.gpu_kit:
+        from stylenet.bench.kit import prepare_kit
+
+        for path in prepare_kit(Path(args.gpu_kit)):
+            print(path)
+        return 0
+    if args.suite:
+        from stylenet.bench.suite import run_suite
+
+        device = "cuda" if args.suite == "gpu" else ("cuda" if torch.cuda.is_available() else "cpu")
+        results = run_suite(device, args.suite == "quick", args.vgg_weights_path, args.data_root,
+                            tests=args.suite == "gpu")  # fmt: skip
+        results["env"]["command"] = "stylenet-bench " + " ".join(sys.argv[1:])
+        print(f"results: {write_results(results, args.results_dir)}")
+    elif args.serve:
+        results = {"env": environment(), "serve": _serve_rows(args.serve), "notes": args.notes}
+        print(f"results: {write_results(results, args.results_dir)}")
+    elif not args.report:
         devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
         results = {"env": environment(), "inference": [], "training": [], "notes": args.notes}
         for dev in devices:
@@ -96,6 +141,32 @@ def _body(args: argparse.Namespace) -> int:
         write_text(args.markdown, render_markdown(files, quality, root))
         print(f"report: {args.markdown} ({len(files)} run(s), {len(quality)} quality report(s))")
     return 0
+
+
+def _serve_rows(checkpoint: str) -> list[dict]:
+    import io
+
+    from PIL import Image
+
+    from stylenet.bench.serve import live_server, load_test
+    from stylenet.paths import SAMPLE_CONTENT_DIR
+
+    photo = Image.open(SAMPLE_CONTENT_DIR / "gcompris_worldanimals_lemur.jpg").convert("RGB")
+    rows = []
+    for side in (256, 512):
+        img = photo.copy()
+        img.thumbnail((side, side))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        with live_server(checkpoint, "--queue", "256") as url:
+            r = load_test(
+                url, buf.getvalue(), requests=200, concurrency=16, form={"max_size": str(side)}
+            )
+        r["image"] = f"{img.width}x{img.height}"
+        print(f"  {r['image']}: {r['ok']}/{r['requests']} ok, p50 {r['p50_ms']:.0f} ms, "
+              f"p95 {r['p95_ms']:.0f} ms, {r['requests_per_s']:.2f} req/s")  # fmt: skip
+        rows.append(r)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
