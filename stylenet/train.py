@@ -299,7 +299,9 @@ def _model_overrides(cfg: DictConfig) -> dict[str, Any]:
 def _trainer_kwargs(cfg: DictConfig) -> tuple[dict[str, Any], str, int]:
     kw = OmegaConf.to_container(cfg.trainer, resolve=True)
     kw.pop("channels_last", None)
-    compile_mode = str(kw.pop("compile", "auto"))
+    compile_mode = kw.pop("compile", "auto")
+    # YAML 1.1 reads a bare on/off as a boolean: accept either spelling.
+    compile_mode = {True: "on", False: "off"}.get(compile_mode, str(compile_mode))
     refresh = int(kw.pop("progress_refresh_rate", 1) or 1)
     if compile_mode not in ("auto", "on", "off"):
         raise OptionError(
