@@ -171,7 +171,7 @@ def test_output_inside_input_is_not_rescanned(ckpt, tmp_path, capsys):
         (["--strength", "1.5"], "--strength: must be within 0..1"),
         (["--batch-size", "-2"], "--batch-size: must be within 0..256"),
         (["--memory-budget", "lots"], "--memory-budget: not a size"),
-        (["--temporal", "2"], "--temporal: must be within 0..1"),
+        (["--temporal", "2"], "--temporal: must be within 0..1 (1 excluded)"),
     ],
 )
 def test_numbers_are_validated_with_their_range(ckpt, tmp_path, capsys, flags, expected):

@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--temporal",
         type=float,
-        default=0.0,
-        help="video: 0..1, smooth flicker by blending with the previous frame where the input is still (0: off)",
+        default=None,
+        help="video: 0..1, steady the texture where the scene is still (default 0.5; 0: off)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never an input)"
@@ -161,8 +161,10 @@ def _check_numbers(args: argparse.Namespace) -> int | None:
         raise OptionError(
             f"must be within 0..256 (0: automatic), got {args.batch_size}", option="batch_size"
         )
-    if not 0.0 <= args.temporal <= 1.0:
-        raise OptionError(f"must be within 0..1, got {args.temporal}", option="temporal")
+    if args.temporal is not None and not 0.0 <= args.temporal < 1.0:
+        raise OptionError(
+            f"must be within 0..1 (1 excluded), got {args.temporal}", option="temporal"
+        )
     if args.memory_budget is None:
         return None
     from stylenet.memory import parse_size
@@ -217,8 +219,11 @@ def _body(args: argparse.Namespace) -> int:
             return 1
         return 0
     if is_video(inp):
+        from stylenet.temporal import DEFAULT_STRENGTH
+
+        temporal = DEFAULT_STRENGTH if args.temporal is None else args.temporal
         v = stylize_video(st, opts, inp, out, overwrite=args.overwrite, reporter=rep,
-                          temporal=args.temporal)  # fmt: skip
+                          temporal=temporal)  # fmt: skip
         print(f"{out}  ({v.frames} frames, {v.fps:g} fps{', audio kept' if v.has_audio else ''})")
         return 0
     target = resolve_image_output(inp, out, args.output)
