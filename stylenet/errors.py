@@ -117,3 +117,13 @@ class BankError(StylenetError, ValueError):
 
 class Interrupted(StylenetError):
     """Ctrl-C or SIGTERM. ``exit_code`` 130; the message says how to go on."""
+
+
+class HTTPProblem(StylenetError):
+    """A request the web API refuses: answered with ``status`` (4xx/5xx) and a JSON body naming
+    the problem, never a crash of the server."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = dict(headers or {})

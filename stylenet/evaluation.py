@@ -114,16 +114,16 @@ def checkerboard_score(output: Tensor, photo: Tensor, period: int = 2) -> float:
 
 @dataclass
 class EvalConfig:
-    """What is measured. The default (``quick``) finishes on 2 CPU cores in about 4 minutes for
-    a 10-style bank: 4 photos at 256 px, and an 80-step L-BFGS reference on 1 photo per style
-    (0.43 s a step at 256 px on 2 AVX2 cores). Its gap is against a short reference, so it is a
+    """What is measured. The default (``quick``) finishes on 2 CPU cores in under 5 minutes for
+    a 10-style bank: 4 photos at 256 px, and a 40-step L-BFGS reference on 1 photo per style
+    (0.61 s a step at 256 px on 2 AVX2 cores). Its gap is against a short reference, so it is a
     lower bound of the ``full`` protocol's (512 px, every photo, 500-step references on 2 photos
     per style: hours on a CPU, minutes on a GPU). References are cached, so only the first run
     of a (photo, style, size, steps) pays for them."""
 
     size: int = 256
     gap_photos: int = 1
-    gap_steps: int = 80
+    gap_steps: int = 40
     max_photos: int = 4
     vgg_weights: str = "imagenet"
     vgg_weights_path: str | None = None
@@ -461,7 +461,11 @@ def render_report_md(report: dict[str, Any]) -> str:
 
 
 def still_camera_clip(
-    background: Tensor, subject: Tensor, frames: int = 30, step: int = 4, noise: float = 2.0 / 255,
+    background: Tensor,
+    subject: Tensor,
+    frames: int = 30,
+    step: int = 4,
+    noise: float = 2.0 / 255,
     seed: int = 0,
 ) -> list[Tensor]:
     """A clip from two photos: a still background, a subject (a disc cut from the second photo)
@@ -484,7 +488,9 @@ def still_camera_clip(
     return out
 
 
-def pan_clip(photo: Tensor, frames: int = 30, step: int = 3, size: tuple[int, int] = (192, 256)) -> list[Tensor]:
+def pan_clip(
+    photo: Tensor, frames: int = 30, step: int = 3, size: tuple[int, int] = (192, 256)
+) -> list[Tensor]:
     """A camera pan across a still photo, ``step`` px per frame (no noise)."""
     h, w = size
     return [photo[..., :h, i * step : i * step + w].contiguous() for i in range(frames)]

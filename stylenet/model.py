@@ -41,8 +41,11 @@ class ModelConfig:
     base_channels: int = 32
     # Johnson et al. use 5 residual blocks for 256x256 training.
     num_res_blocks: int = 5
+    # Upsampling before each of the two decoder convolutions: "nearest" (resize-convolution,
+    # Odena et al. 2016) or "bilinear". Files written before this option read as "nearest".
+    upsample: str = "nearest"
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
 
 
@@ -120,11 +123,19 @@ class ConvLayer(nn.Module):
 class TransformerNet(nn.Module):
     """Feed-forward stylization network; images in [0, 1] in and out."""
 
-    def __init__(self, num_styles: int = 1, base_channels: int = 32, num_res_blocks: int = 5):
+    def __init__(
+        self,
+        num_styles: int = 1,
+        base_channels: int = 32,
+        num_res_blocks: int = 5,
+        upsample: str = "nearest",
+    ):
         super().__init__()
         if num_styles < 1:
             raise ValueError(f"num_styles must be >= 1, got {num_styles}")
-        self.config = ModelConfig(num_styles, base_channels, num_res_blocks)
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
+        self.config = ModelConfig(num_styles, base_channels, num_res_blocks, upsample)
         c = base_channels
         S = num_styles
         self.down = nn.ModuleList(
@@ -209,7 +220,10 @@ class TransformerNet(nn.Module):
             r = norm(self.res_norm[i], self.res_conv[i](y))
             y = y + norm(self.res_norm[i + 1], self.res_conv[i + 1](r), relu=False)
         for conv, n in zip(self.up, self.up_norm, strict=True):
-            y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            if self.config.upsample == "nearest":
+                y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            else:
+                y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
             y = norm(n, conv(y))
         y = torch.sigmoid(norm(self.out_norm, self.out(y), relu=False))
         return y, out_stats

@@ -85,6 +85,7 @@ class StyleTransferModule(pl.LightningModule):
         nan_check_every: int = 1,
         seed: int = 0,
         vgg_dtype: str = "fp32",
+        vgg_pooling: str = "max",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -111,6 +112,7 @@ class StyleTransferModule(pl.LightningModule):
             list(content_layers) + list(style_layers),
             weights=vgg_weights,
             weights_path=vgg_weights_path,
+            pooling=vgg_pooling,
         )
         self.loss = PerceptualLoss(
             vgg, content_layers, style_layers, content_weight, style_weight, tv_weight

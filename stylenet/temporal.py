@@ -38,7 +38,10 @@ def global_shift(a: Tensor, b: Tensor) -> tuple[int, int]:
     # A Hann window keeps the frame's own borders (a hard edge in every frame) from dominating
     # the correlation peak.
     h, w = la.shape
-    win = torch.hann_window(h, periodic=False)[:, None] * torch.hann_window(w, periodic=False)[None, :]
+    win = (
+        torch.hann_window(h, periodic=False)[:, None]
+        * torch.hann_window(w, periodic=False)[None, :]
+    )
     fa = torch.fft.rfft2((la - la.mean()) * win)
     fb = torch.fft.rfft2((lb - lb.mean()) * win)
     cross = fb * fa.conj()

@@ -282,6 +282,7 @@ def build_module(
             nan_check_every=nan_check_every,
             seed=int(cfg.seed),
             vgg_dtype=vgg_dtype,
+            vgg_pooling=str(lc.vgg.get("pooling", "max")),
         )
     except OptionError as e:
         raise _config_error(e) from e

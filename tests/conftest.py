@@ -6,6 +6,7 @@ Nothing here reads ../shared or touches the network; VGG16 is built with random 
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 from pathlib import Path
@@ -19,7 +20,10 @@ from PIL import Image
 os.environ.setdefault("STYLENET_OFFLINE", "1")
 os.environ.setdefault("STYLENET_FORCE_CPU", "1")
 # The scan cache and anything else the package caches go to a throwaway folder, not ~/.cache.
-os.environ["STYLENET_CACHE"] = tempfile.mkdtemp(prefix="stylenet-test-cache-")
+_CACHE = tempfile.TemporaryDirectory(prefix="stylenet-test-cache-")
+os.environ["STYLENET_CACHE"] = _CACHE.name
+
+atexit.register(_CACHE.cleanup)  # removed when the session ends
 
 import stylenet.config  # noqa: E402  (registers resolvers)
 

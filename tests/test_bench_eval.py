@@ -149,3 +149,12 @@ def test_gpu_suite_code_runs_quick_and_reports(tmp_path, monkeypatch):
     path = write_results(res, tmp_path)
     md = render_markdown([path])
     assert "samples / s" in md and "memory of one pass" in md and "First call" in md
+
+
+def test_report_includes_studies_after_the_results(tmp_path):
+    study = tmp_path / "bench" / "studies" / "growing.md"
+    study.parent.mkdir(parents=True)
+    study.write_text("## Growing a bank\n\n| run | loss |\n|---|---:|\n| affine | 1.0 |\n")
+    md = render_markdown([], None, tmp_path, [study])
+    assert "## Growing a bank" in md and "| affine | 1.0 |" in md
+    assert "(from `bench/studies/growing.md`)" in md

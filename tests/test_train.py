@@ -54,7 +54,12 @@ def test_train_exports_resumes_and_reproduces(compose, tiny_overrides, tmp_path)
     path = res.export_path
     raw = torch.load(path, weights_only=True)
     assert raw["style_names"] == ["starry_night", "the_scream"]
-    assert raw["model_args"] == {"num_styles": 2, "base_channels": 8, "num_res_blocks": 1}
+    assert raw["model_args"] == {
+        "num_styles": 2,
+        "base_channels": 8,
+        "num_res_blocks": 1,
+        "upsample": "nearest",
+    }
     assert raw["train_config"]["data"]["image_size"] == 32
     net, names, _ = load_network(path)
     x = torch.rand(1, 3, 30, 34)

@@ -35,8 +35,14 @@ def render_quality(report_dirs: list[Path], root: Path) -> list[str]:
 
 
 def render_markdown(
-    result_files: list[Path], quality_dirs: list[Path] | None = None, root: Path | None = None
+    result_files: list[Path],
+    quality_dirs: list[Path] | None = None,
+    root: Path | None = None,
+    studies: list[Path] | None = None,
 ) -> str:
+    """BENCHMARKS.md: every results file, then the quality reports, then the studies
+    (``bench/studies/*.md``: measurements made by hand with the commands they name, such as an
+    ablation or a fine-tune comparison), included as written."""
     lines = [
         "# Benchmarks",
         "",
@@ -137,4 +143,7 @@ def render_markdown(
             "",
         ]
         lines += render_quality(quality_dirs, root or Path("."))
+    for study in studies or []:
+        where = study.relative_to(root) if root else study
+        lines += [study.read_text().strip(), "", f"(from `{where.as_posix()}`)", ""]
     return "\n".join(lines) + "\n"

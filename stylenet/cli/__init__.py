@@ -69,6 +69,22 @@ def error_line(
     return f"error: {text}; {hint}" if hint else f"error: {text}"
 
 
+def argparse_main(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    body: Callable[[argparse.Namespace], int],
+    **run_options: bool,
+) -> Callable[[list[str] | None], int]:
+    """The ``main(argv)`` of an argparse command: parse, then run ``body(args)`` under the error
+    policy, with errors naming the command's own flags."""
+
+    def main(argv: list[str] | None = None) -> int:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return run_command(lambda: body(args), flag_names(parser), **run_options)
+
+    return main
+
+
 def run_command(
     body: Callable[[], int],
     option_names: Mapping[str, str] | None = None,

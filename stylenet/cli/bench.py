@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stylenet.cli import flag_names, run_command
+from stylenet.cli import argparse_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,10 +135,11 @@ def _body(args: argparse.Namespace) -> int:
     root = args.markdown.resolve().parent
     files = sorted(args.results_dir.glob("*.json"))
     quality = sorted(p.parent for p in (root / "bench" / "quality").glob("*/report.md"))
-    if files or quality:
+    studies = sorted((root / "bench" / "studies").glob("*.md"))
+    if files or quality or studies:
         from stylenet.files import write_text
 
-        write_text(args.markdown, render_markdown(files, quality, root))
+        write_text(args.markdown, render_markdown(files, quality, root, studies))
         print(f"report: {args.markdown} ({len(files)} run(s), {len(quality)} quality report(s))")
     return 0
 
@@ -169,10 +170,7 @@ def _serve_rows(checkpoint: str) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return run_command(lambda: _body(args), flag_names(parser))
+main = argparse_main(build_parser, _body)
 
 
 def entry() -> None:

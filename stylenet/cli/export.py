@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from stylenet.cli import flag_names, run_command
+from stylenet.cli import argparse_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,10 +50,7 @@ def _body(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return run_command(lambda: _body(args), flag_names(parser))
+main = argparse_main(build_parser, _body)
 
 
 def entry() -> None:

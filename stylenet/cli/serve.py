@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stylenet.cli import flag_names, run_command
+from stylenet.cli import argparse_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,11 +136,8 @@ def _body(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # uvicorn handles Ctrl-C and SIGTERM itself (graceful shutdown).
-    return run_command(lambda: _body(args), flag_names(parser), handle_signals=False)
+# uvicorn handles Ctrl-C and SIGTERM itself (graceful shutdown).
+main = argparse_main(build_parser, _body, handle_signals=False)
 
 
 def entry() -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from stylenet.cli import flag_names, run_command
+from stylenet.cli import argparse_main
 from stylenet.errors import OptionError
 
 
@@ -237,10 +237,7 @@ def _body(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return run_command(lambda: _body(args), flag_names(parser))
+main = argparse_main(build_parser, _body)
 
 
 def entry() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stylenet.cli import flag_names, run_command
+from stylenet.cli import argparse_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +40,7 @@ def _body(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return run_command(lambda: _body(args), flag_names(parser))
+main = argparse_main(build_parser, _body)
 
 
 def entry() -> None:

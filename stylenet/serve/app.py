@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 
 from stylenet.checkpoint import read_checkpoint, thumbnail_bytes
-from stylenet.errors import OptionError, StylenetError, StyleSpecError
+from stylenet.errors import HTTPProblem, OptionError, StylenetError, StyleSpecError
 from stylenet.imaging import image_to_tensor, to_rgb
 from stylenet.inference import STROKE_SCALE_RANGE, StylizeOptions, Stylizer
 from stylenet.memory import fmt_bytes
@@ -38,14 +38,6 @@ from stylenet.stylize import shrink_for
 
 FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg"),
            "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}  # fmt: skip
-
-
-class HTTPProblem(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
