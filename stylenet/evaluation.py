@@ -456,6 +456,10 @@ def render_report_md(report: dict[str, Any]) -> str:
         v = report["video_flicker"]
         lines += ["", f"Video flicker ({v['frames']} frames): output change {v['output_change']:.4f} vs input "
                   f"change {v['input_change']:.4f} per frame; ratio {v['flicker_ratio']:.2f}."]  # fmt: skip
+        t = report.get("video_flicker_temporal")
+        if t:
+            lines.append(f"With temporal smoothing {t['temporal']:g}: output change "
+                         f"{t['output_change']:.4f}; ratio {t['flicker_ratio']:.2f}.")  # fmt: skip
     lines += ["", "![contact sheet](contact_sheet.png)", ""]
     return "\n".join(lines)
 

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     print(hero(args.checkpoint, args.photo, args.a, args.b, args.size, args.output))
     if args.grown:
         out = Path(args.output).with_name("grown.png")
-        print(grid(args.grown, args.photo, ["starry_night", args.added], args.size, str(out)))
+        styles = [args.a, args.b, args.added]
+        print(grid(args.grown, args.photo, styles, args.size * 5 // 6, str(out), ncols=4))
     if args.web:
         out = Path(args.output).with_name("web.png")
         print(web_screenshot(args.checkpoint, args.photo, {args.a: 0.6, args.b: 0.4}, str(out)))

@@ -34,8 +34,11 @@ def test_naive_baseline_has_the_same_architecture():
     assert naive(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
 
-def test_bench_inference_and_report(tmp_path):
+def test_bench_inference_and_report(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
+    # the compiled rows' code path, without paying for a compilation (the equality of compiled
+    # and eager outputs is tests/test_compile.py's)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
     rows = bench_inference(
         [32],
         "cpu",
@@ -53,7 +56,10 @@ def test_bench_inference_and_report(tmp_path):
         "stylenet narrow",
         "stylenet ONNX",
         "stylenet tiled 48",
+        "stylenet full compiled",
+        "stylenet narrow compiled",
     } <= impls
+    assert all(r["first_call_s"] >= 0 for r in rows if "compiled" in r["impl"])
     assert {r["model"] for r in rows} >= {"full", "narrow"}
     for r in rows:
         assert r["ms_per_image"] > 0 and r["megapixels_per_s"] > 0

@@ -3,6 +3,7 @@ peer, one run, same inputs; rows of figures, never pass/fail."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,11 @@ def bench_inference(
     narrow: bool = True,
     onnx: bool = True,
     peer: bool = True,
+    compiled: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
+    """``compiled``: also time each variant through the shape-compiled path (``--compile on``),
+    with its first call (the compilation) recorded as ``first_call_s``."""
     from stylenet.inference import StylizeOptions, Stylizer
 
     rows: list[dict[str, Any]] = []
@@ -87,6 +91,15 @@ def bench_inference(
             t = time_fn(lambda st=st, w=w, x=x: st.forward(x, w), repeats, cuda=cuda)
             add({**base, **t, "impl": f"stylenet {label} ({st.dtype_name})", "model": label,
                  "params": count_params(net)})  # fmt: skip
+            if compiled:
+                st = Stylizer(net=net, style_names=[f"s{i}" for i in range(net.num_styles)],
+                              device=device, precision=precision, compile="on")  # fmt: skip
+                t0 = time.perf_counter()
+                st.forward(x, w)  # compiles this shape
+                first = time.perf_counter() - t0
+                t = time_fn(lambda st=st, w=w, x=x: st.forward(x, w), repeats, cuda=cuda)
+                add({**base, **t, "impl": f"stylenet {label} compiled ({st.dtype_name})",
+                     "model": label, "params": count_params(net), "first_call_s": round(first, 1)})  # fmt: skip
         if onnx and not cuda and batch == 1:
             rows.extend(_onnx_rows(full, base, s, repeats, add))
         if peer and not cuda and batch == 1:

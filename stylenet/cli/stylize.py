@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--temporal",
         type=float,
         default=None,
-        help="video: 0..1, steady the texture where the scene is still (default 0.5; 0: off)",
+        help="video: 0..1, steady the texture where the scene is still (default 0.8; 0: off)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never an input)"
