@@ -317,6 +317,18 @@ class InterruptCheckpoint(Callback):
             trainer.save_checkpoint(str(self.path))
 
 
+class StopAtStepEnd(Callback):
+    """Turns a Ctrl-C recorded by ``stylenet.signals`` into ``KeyboardInterrupt`` at the end of a
+    training step, where Lightning's own interrupt handling (and ``InterruptCheckpoint``) takes
+    over. A ``KeyboardInterrupt`` raised wherever the signal lands can fire inside a finaliser or
+    a C callback and be lost, leaving the run training on."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        from stylenet import signals
+
+        signals.check()
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written to a temporary file and renamed: a run killed mid-save (or a
     full disk) never leaves a truncated ``last.ckpt`` behind."""

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from stylenet import signals
 from stylenet.checkpoint import build_payload, make_thumbnail, now_iso, read_raw, save_checkpoint
 from stylenet.data import ContentDataModule
 from stylenet.errors import (
@@ -40,6 +41,7 @@ from stylenet.system import (
     InterruptCheckpoint,
     NonFiniteLossError,
     SampleGridCallback,
+    StopAtStepEnd,
     StyleTransferModule,
 )
 
@@ -421,7 +423,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
         save_top_k=1,
     )
     interrupt_cb = InterruptCheckpoint(ckpt_dir / "last.ckpt")
-    callbacks = [ckpt_cb, grid_cb, interrupt_cb, LearningRateMonitor(logging_interval="step")]
+    callbacks = [ckpt_cb, grid_cb, interrupt_cb, StopAtStepEnd(),
+                 LearningRateMonitor(logging_interval="step")]  # fmt: skip
     callbacks += list(extra_callbacks or [])
     if trainer_kw.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
@@ -439,6 +442,9 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
     )
     if resume:
         log.info("resuming from %s (step %d)", resume, int(resume_ckpt["global_step"]))
+    # Ctrl-C is recorded and honoured at the end of the current step (StopAtStepEnd); a second
+    # one raises at once. SIGTERM stays with Lightning, which stops at a step boundary itself.
+    previous_handlers = signals.install(sigterm=False)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
     except NonFiniteLossError as e:
@@ -457,6 +463,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
             if saved and step > 0
             else "training stopped before its first checkpoint; rerun the same command to start again"
         ) from None
+    finally:
+        signals.restore(previous_handlers)
     if trainer.interrupted:
         raise Interrupted(
             f"training stopped at step {trainer.global_step}; rerun the same command to resume "
