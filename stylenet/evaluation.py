@@ -171,7 +171,6 @@ def reference_loss(
     steps: int,
     device: torch.device,
     cfg: EvalConfig,
-    progress: bool = False,
 ) -> dict[str, float]:
     """The evaluation loss that ``steps`` of L-BFGS from the photo reach (cached per photo,
     painting, size, steps and loss definition)."""
@@ -199,7 +198,7 @@ def reference_loss(
     res = optimize_image(
         photo.to(device), [style_img], vgg=loss.vgg, content_layers=EVAL_CONTENT_LAYERS,
         style_layers=EVAL_STYLE_LAYERS, content_weight=EVAL_CONTENT_WEIGHT,
-        style_weight=EVAL_STYLE_WEIGHT, steps=steps, init="content", device=device, progress=progress,
+        style_weight=EVAL_STYLE_WEIGHT, steps=steps, init="content", device=device,
     )  # fmt: skip
     terms = eval_terms(loss, res.image.to(device), photo.to(device), grams)
     terms["steps"] = res.steps
@@ -334,14 +333,16 @@ def flicker_figures(frames: list[Tensor], outputs: list[Tensor]) -> dict[str, fl
     the motion-compensated temporal error (``stylenet.temporal.temporal_error``, for pans)."""
     from stylenet.temporal import temporal_error
 
-    n = len(frames) - 1
-    if n < 1:
+    if len(frames) < 2:
         raise DataError("a clip needs at least two frames")
-    dx = sum(float((a - b).abs().mean()) for a, b in zip(frames[1:], frames[:-1], strict=True)) / n
-    dy = (
-        sum(float((a - b).abs().mean()) for a, b in zip(outputs[1:], outputs[:-1], strict=True)) / n
-    )
-    return {"frames": n + 1, "input_change": dx, "output_change": dy,
+
+    def mean_change(clip: list[Tensor]) -> float:
+        return sum(
+            float((a - b).abs().mean()) for a, b in zip(clip[1:], clip[:-1], strict=True)
+        ) / (len(clip) - 1)
+
+    dx, dy = mean_change(frames), mean_change(outputs)
+    return {"frames": len(frames), "input_change": dx, "output_change": dy,
             "flicker_ratio": dy / max(dx, 1e-12),
             "temporal_error": temporal_error(frames, outputs)}  # fmt: skip
 

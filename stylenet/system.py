@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from stylenet import signals
 from stylenet.errors import OptionError, TrainingError
 from stylenet.files import save_image, save_torch
 from stylenet.imaging import tensor_to_image
@@ -324,8 +325,6 @@ class StopAtStepEnd(Callback):
     a C callback and be lost, leaving the run training on."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        from stylenet import signals
-
         signals.check()
 
 

@@ -85,15 +85,15 @@ def bench_inference(
             }
         )
         for label, net in variants:
-            st = Stylizer(net=net, style_names=[f"s{i}" for i in range(net.num_styles)], device=device,
-                          precision=precision)  # fmt: skip
+            style_names = [f"s{i}" for i in range(net.num_styles)]
+            st = Stylizer(net=net, style_names=style_names, device=device, precision=precision)
             w = st.mix(0)[None]
             t = time_fn(lambda st=st, w=w, x=x: st.forward(x, w), repeats, cuda=cuda)
             add({**base, **t, "impl": f"stylenet {label} ({st.dtype_name})", "model": label,
                  "params": count_params(net)})  # fmt: skip
             if compiled:
-                st = Stylizer(net=net, style_names=[f"s{i}" for i in range(net.num_styles)],
-                              device=device, precision=precision, compile="on")  # fmt: skip
+                st = Stylizer(net=net, style_names=style_names, device=device,
+                              precision=precision, compile="on")  # fmt: skip
                 t0 = time.perf_counter()
                 st.forward(x, w)  # compiles this shape
                 first = time.perf_counter() - t0
