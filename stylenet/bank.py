@@ -19,6 +19,7 @@ import torch
 from stylenet.checkpoint import network_from_checkpoint, now_iso, thumbnail_bytes
 from stylenet.errors import BankError, StylenetError
 from stylenet.mix import style_index
+from stylenet.model import complete_model_args
 
 # Names end up in style specs ("a=0.7,b=0.3") and file names: letters, digits, _ - . only, and
 # not all digits (a bare number is read as an index).
@@ -152,8 +153,8 @@ def merge(
     """One bank holding the styles of ``a`` then ``b``. Only banks whose shared weights are
     identical can merge (two fine-tunes of one base, say): otherwise one bank's rows would be
     read through the other's convolutions."""
-    ma = {k: v for k, v in a["model_args"].items() if k != "num_styles"}
-    mb = {k: v for k, v in b["model_args"].items() if k != "num_styles"}
+    ma = {k: v for k, v in complete_model_args(a["model_args"]).items() if k != "num_styles"}
+    mb = {k: v for k, v in complete_model_args(b["model_args"]).items() if k != "num_styles"}
     if ma != mb:
         raise BankError(f"cannot merge banks of different architectures ({ma} vs {mb})")
     for k, va in a["state_dict"].items():

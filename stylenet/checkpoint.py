@@ -19,7 +19,6 @@ network from the file alone (nanoGPT's ``model_args`` pattern). Keys:
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import os
 import pickle
 import shutil
@@ -33,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 
 from stylenet.errors import CheckpointError, OutputExistsError
-from stylenet.files import save_torch
+from stylenet.files import TORCH_LOAD_ERRORS, encode_image, save_torch
 from stylenet.model import TransformerNet
 
 FORMAT = "stylenet.inference"
@@ -55,9 +54,8 @@ def make_thumbnail(image_path: str | os.PathLike, size: int = THUMBNAIL_SIZE) ->
 
     img = load_image(image_path)
     img.thumbnail((size, size), Image.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=THUMBNAIL_QUALITY)
-    return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8).clone()
+    data = encode_image(img, "JPEG", THUMBNAIL_QUALITY)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
 
 
 def thumbnail_bytes(ckpt: dict[str, Any], index: int) -> bytes | None:
@@ -181,7 +179,7 @@ def read_raw(path: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any
                 "could run code, so stylenet refuses it"
             ) from e
         raise CheckpointError(f"{p} is not a PyTorch checkpoint file") from e
-    except Exception as e:  # truncated zip, text file, random bytes: torch's errors vary
+    except TORCH_LOAD_ERRORS as e:  # truncated zip, text file, random bytes: torch's errors vary
         if head.startswith(b"PK"):
             raise CheckpointError(
                 f"{p} is truncated or damaged (its zip archive is incomplete); "

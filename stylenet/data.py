@@ -42,8 +42,13 @@ from stylenet.paths import SAMPLE_CONTENT_DIR, cache_dir
 
 log = logging.getLogger(__name__)
 
-# Scan-cache format; bump when what is cached changes meaning.
-_SCAN_CACHE_VERSION = 1
+# Scan-cache format; bump when what is cached changes meaning (2: "too large" and the
+# MIN_SIZE floor are new reasons).
+_SCAN_CACHE_VERSION = 2
+# Fewer training photos than this gets a warning: the shipped sample set (26 training photos) is
+# the smallest set this project has trained networks on that then stylized photos they never saw
+# (the CPU-trained banks of BENCHMARKS.md); below about that the network memorises its photos.
+MIN_TRAINING_PHOTOS = 20
 
 
 def coco_images(annotation: str | os.PathLike, image_root: str | os.PathLike) -> list[Path]:
@@ -138,11 +143,46 @@ def _check_one(p: Path) -> tuple[int, int, str]:
             return 0, 0, "missing"
         if "empty file" in e.message:
             return 0, 0, "empty"
+        if "megapixels" in e.message:
+            return 0, 0, "too large"
         if "truncated" in e.message.lower():
             return 0, 0, "truncated"
         return 0, 0, "unreadable"
     except OSError:
         return 0, 0, "unreadable"
+
+
+def read_exclusions(spec: str | os.PathLike | Sequence[str] | None) -> set[str]:
+    """``data.exclude``: file names (or paths relative to ``data.root``) kept out of training,
+    given as a list or as a text file with one name per line (``#`` starts a comment)."""
+    if spec is None or spec == "":
+        return set()
+    if isinstance(spec, (str, os.PathLike)):
+        p = Path(os.path.expanduser(str(spec)))
+        if not p.is_file():
+            raise DataError(f"{p} does not exist (a text file of file names, one per line)",
+                            option="exclude")  # fmt: skip
+        try:
+            lines = p.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read {p} ({type(e).__name__})", option="exclude") from e
+    else:
+        lines = [str(x) for x in spec]
+    return {ln.split("#", 1)[0].strip() for ln in lines} - {""}
+
+
+def apply_exclusions(files: Sequence[Path], root: Path, names: set[str]) -> tuple[list[Path], int]:
+    """``files`` without those named in ``names`` (by file name or path relative to ``root``),
+    and how many were left out."""
+    if not names:
+        return list(files), 0
+    keep = []
+    for f in files:
+        rel = f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
+        if f.name in names or rel in names:
+            continue
+        keep.append(f)
+    return keep, len(files) - len(keep)
 
 
 def scan_images(
@@ -190,7 +230,9 @@ def scan_images(
         if reason:
             skipped.setdefault(reason, []).append(str(p))
             continue
-        if min(w, h) < min_size and small == "skip":
+        # Below MIN_SIZE on its shorter side a photo is a strip, not a picture: upscaling a
+        # 1x4000 strip to a 256 px crop would make a 256x1,024,000 image. Skipped either way.
+        if min(w, h) < MIN_SIZE or (min(w, h) < min_size and small == "skip"):
             skipped.setdefault("too small", []).append(str(p))
             continue
         keep.append(p)
@@ -293,13 +335,19 @@ class LongEpochSampler(Sampler[int]):
             yield from torch.randperm(self.n, generator=g).tolist()
 
 
+# ``data.root`` words that name the shipped sample photos (when no folder of that name exists in
+# the working directory). Only these exact words: anything else is a path, and a path that does
+# not exist is an error, never a silent fall-back to the sample photos.
+SAMPLE_ROOT_WORDS = ("sample", "samples")
+
+
 def resolve_data_path(path: str | os.PathLike | None) -> Path | None:
     if path is None or str(path) == "":
         return None
     p = Path(os.path.expanduser(str(path)))
     if p.is_absolute() or p.exists():
         return p
-    if str(path).startswith("sample") or str(path) == "content":
+    if str(path) in SAMPLE_ROOT_WORDS:
         return SAMPLE_CONTENT_DIR
     return p
 
@@ -311,6 +359,7 @@ class ContentDataModule(pl.LightningDataModule):
         self,
         root: str | None = None,
         annotations: str | None = None,
+        exclude: str | Sequence[str] | None = None,
         image_size: int = 256,
         batch_size: int = 4,
         num_workers: int = 2,
@@ -327,6 +376,8 @@ class ContentDataModule(pl.LightningDataModule):
         super().__init__()
         self.root = resolve_data_path(root) or SAMPLE_CONTENT_DIR
         self.annotations = annotations
+        self.exclude = read_exclusions(exclude)
+        self.num_excluded = 0
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -382,6 +433,12 @@ class ContentDataModule(pl.LightningDataModule):
                 f"(looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))})",
                 option="root",
             )
+        candidates, self.num_excluded = apply_exclusions(candidates, self.root, self.exclude)
+        if self.exclude:
+            log.info("content set: %d photos left out (data.exclude)", self.num_excluded)
+        if not candidates:
+            raise DataError(f"every photo under {self.root} is excluded by data.exclude",
+                            option="exclude")  # fmt: skip
         scan = scan_images(
             candidates, self.image_size, self.small_images, cache=self.scan_cache, progress=True
         )
@@ -415,6 +472,13 @@ class ContentDataModule(pl.LightningDataModule):
             len(self.sample_files),
             self.root,
         )
+        if len(self.train_files) < MIN_TRAINING_PHOTOS:
+            log.warning(
+                "warning: only %d training photo(s) (%d of %d usable photos are held out for the "
+                "sample grid); a network trained on so few learns their content, not a style for "
+                "any photo. Use a folder of at least %d photos (data.root)",
+                len(self.train_files), len(self.sample_files), len(files), MIN_TRAINING_PHOTOS,
+            )  # fmt: skip
         return scan
 
     def setup(self, stage: str | None = None) -> None:

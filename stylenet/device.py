@@ -90,3 +90,53 @@ def available_memory(device: torch.device) -> int | None:
             avail = left if avail is None else min(avail, left)
         break
     return avail
+
+
+# torchvision's minor version is torch's plus 15 for every release since torch 2.0 (torch 2.0 /
+# torchvision 0.15 ... torch 2.14 / torchvision 0.29), and each torchvision wheel works only with
+# the torch it was built for: beside another one its compiled operators fail to register
+# ("operator torchvision::nms does not exist").
+TORCHVISION_MINOR_OFFSET = 15
+
+
+def _minor(version: str) -> tuple[int, int] | None:
+    parts = version.split("+")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def torch_pair_problem(
+    torch_version: str | None = None, vision_version: str | None = None
+) -> str | None:
+    """One line saying what is wrong when torchvision does not match torch, else None."""
+    import importlib.metadata as md
+
+    if torch_version is None:
+        torch_version = torch.__version__
+    if vision_version is None:
+        try:
+            vision_version = md.version("torchvision")
+        except md.PackageNotFoundError:
+            return "torchvision is not installed; install it with: pip install torchvision"
+    t, v = _minor(torch_version), _minor(vision_version)
+    if t is None or v is None or t[0] != 2 or v[0] != 0:
+        return None  # a scheme this rule does not know: say nothing rather than guess
+    want = t[1] + TORCHVISION_MINOR_OFFSET
+    if v[1] == want:
+        return None
+    return (
+        f"torchvision {vision_version} does not match torch {torch_version} (it needs "
+        f"torchvision 0.{want}); install a matching pair, e.g. pip install "
+        f'"torch=={torch_version.split("+")[0]}" "torchvision==0.{want}.*"'
+    )
+
+
+def check_torch_pair() -> None:
+    """Raise a one-line ``StylenetError`` when torch and torchvision do not match."""
+    from stylenet.errors import StylenetError
+
+    problem = torch_pair_problem()
+    if problem:
+        raise StylenetError(problem)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stylenet.errors import DataError
+from stylenet.errors import DataError, ImageReadError
 from stylenet.files import write_text
 from stylenet.imaging import (
     frame_to_tensor,
@@ -40,6 +41,7 @@ from stylenet.imaging import (
 )
 from stylenet.inference import StylizeOptions, Stylizer
 from stylenet.losses import PerceptualLoss, VGGFeatures
+from stylenet.model import MIN_SIZE
 from stylenet.optimize import optimize_image
 from stylenet.paths import cache_dir
 from stylenet.vgg import DEFAULT_CONTENT_LAYERS, default_layer_weights
@@ -114,9 +116,10 @@ def checkerboard_score(output: Tensor, photo: Tensor, period: int = 2) -> float:
 
 @dataclass
 class EvalConfig:
-    """What is measured. The default (``quick``) finishes on 2 CPU cores in under 5 minutes for
-    a 10-style bank: 4 photos at 256 px, and a 40-step L-BFGS reference on 1 photo per style
-    (0.61 s a step at 256 px on 2 AVX2 cores). Its gap is against a short reference, so it is a
+    """What is measured. The default (``quick``) finishes on 2 CPU cores in about 4 minutes for
+    a 10-style bank, references included (229 s on 2 AVX2 cores: ``wall_s`` of
+    bench/quality/bank_all-quick/report.json): 4 photos at 256 px, and a 40-step L-BFGS
+    reference on 1 photo per style. Its gap is against a short reference, so it is a
     lower bound of the ``full`` protocol's (512 px, every photo, 500-step references on 2 photos
     per style: hours on a CPU, minutes on a GPU). References are cached, so only the first run
     of a (photo, style, size, steps) pays for them."""
@@ -142,18 +145,41 @@ class EvalConfig:
         return cls(**{**presets[name], **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def load_photos(content_dir: Path, size: int, max_photos: int = 0) -> list[tuple[str, Tensor]]:
+def load_photos(
+    content_dir: Path, size: int, max_photos: int = 0, names: Sequence[str] | None = None
+) -> list[tuple[str, Tensor]]:
+    """The photos of ``content_dir`` (only those named in ``names``, when given: file names or
+    paths relative to the folder), at ``size`` px on their longer side."""
     files = list_images(content_dir)
+    if names is not None:
+        wanted = set(names)
+        files = [
+            f for f in files if f.name in wanted or f.relative_to(content_dir).as_posix() in wanted
+        ]
+        found = {f.name for f in files} | {f.relative_to(content_dir).as_posix() for f in files}
+        missing = sorted(wanted - found)
+        if missing:
+            raise DataError(
+                f"{len(missing)} listed photo(s) are not under {content_dir}, e.g. {missing[0]}",
+                option="photos",
+            )
     if max_photos:
         files = files[:max_photos]
     out = []
     for f in files:
         try:
             t = image_to_tensor(load_image(f))[None]
-        except Exception as e:  # a bad photo is reported and skipped
+        except ImageReadError as e:  # a bad photo is reported and skipped
             log.warning("skipping %s: %s", f, e)
             continue
-        out.append((f.stem, resize_long(t, size).clamp(0, 1)))
+        t = resize_long(t, size).clamp(0, 1)
+        if min(t.shape[-2:]) < MIN_SIZE:  # a strip: nothing the network can stylize
+            log.warning(
+                "skipping %s: %dx%d at %d px is thinner than the network's minimum of %d px",
+                f, t.shape[-1], t.shape[-2], size, MIN_SIZE,
+            )  # fmt: skip
+            continue
+        out.append((f.stem, t))
     if not out:
         raise DataError(f"no readable photos under {content_dir}")
     return out
@@ -216,11 +242,16 @@ def evaluate_checkpoint(
     video: str | Path | None = None,
     loss: PerceptualLoss | None = None,
     temporal: float = 0.0,
+    photo_names: Sequence[str] | None = None,
+    note: str = "",
 ) -> dict[str, Any]:
+    """Score ``checkpoint`` on the photos of ``content_dir`` (or only ``photo_names`` of them).
+    ``note`` is stored with the report, e.g. what the network was trained on."""
     from tqdm import tqdm
 
     from stylenet.styles import resolve_style_image
 
+    t_start = time.time()
     cfg = cfg or EvalConfig()
     st = Stylizer(checkpoint, device=cfg.device, precision="fp32", compile="off")
     names = list(styles) if styles else st.style_names
@@ -228,7 +259,7 @@ def evaluate_checkpoint(
         st.mix(n)  # unknown names: error listing the valid ones
     loss = loss or build_eval_loss(cfg.vgg_weights, cfg.vgg_weights_path)
     loss = loss.to(st.device)
-    photos = load_photos(Path(content_dir), cfg.size, cfg.max_photos)
+    photos = load_photos(Path(content_dir), cfg.size, cfg.max_photos, photo_names)
     other = (
         Stylizer(compare_checkpoint, device=cfg.device, precision="fp32", compile="off")
         if compare_checkpoint
@@ -239,6 +270,8 @@ def evaluate_checkpoint(
         "checkpoint": str(checkpoint),
         "size": cfg.size,
         "photos": [p for p, _ in photos],
+        "held_out": held_out_status(checkpoint, [p for p, _ in photos]),
+        "note": note,
         "protocol": {
             "size": cfg.size,
             "photos": len(photos),
@@ -308,9 +341,37 @@ def evaluate_checkpoint(
             report["video_flicker_temporal"] = video_flicker(
                 st, Path(video), names[0], cfg.size, temporal=temporal
             )
+    report["wall_s"] = round(time.time() - t_start, 1)
+    report["machine"] = _machine()
     report["_outputs"] = outputs
     report["_photos"] = photos
     return report
+
+
+def held_out_status(checkpoint: str | Path, photo_stems: Sequence[str]) -> str:
+    """Whether the checkpoint's training config shows these photos were kept out of training:
+    "yes" when every one is in its ``data.exclude`` list, otherwise "not recorded" (a network
+    trained before that key existed, or on a folder that held them)."""
+    from stylenet.checkpoint import read_checkpoint
+
+    data = (read_checkpoint(checkpoint).get("train_config") or {}).get("data") or {}
+    excluded = data.get("exclude") or []
+    if isinstance(excluded, str):
+        try:
+            excluded = Path(excluded).read_text().splitlines()
+        except OSError:
+            excluded = []
+    stems = {Path(str(e).split("#", 1)[0].strip()).stem for e in excluded}
+    return "yes" if photo_stems and all(p in stems for p in photo_stems) else "not recorded"
+
+
+def _machine() -> str:
+    from stylenet.bench.timing import environment
+
+    env = environment()
+    return f"{env['cpu']}, {env['cpu_threads']} threads" + (
+        f", {env['cuda']}" if env["cuda"] else ""
+    )
 
 
 def _trained_style_images(checkpoint: str | Path) -> dict[str, str]:
@@ -412,10 +473,21 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
 def render_report_md(report: dict[str, Any]) -> str:
     el = report["eval_loss"]
+    held = report.get("held_out", "not recorded")
+    which = "held-out photos" if held == "yes" else "photos"
     lines = [
         f"# Quality report: `{report['checkpoint']}`",
         "",
-        f"{len(report['photos'])} held-out photos at {report['size']} px (longer side). Fixed evaluation "
+    ]
+    if report.get("note"):
+        lines += [report["note"].strip(), ""]
+    if held != "yes":
+        lines += ["These photos are not recorded as held out from this network's training (its "
+                  "training config excludes none of them).", ""]  # fmt: skip
+    if report.get("wall_s") is not None:
+        lines += [f"Evaluated in {report['wall_s']:.0f} s on {report.get('machine', '?')}.", ""]
+    lines += [
+        f"{len(report['photos'])} {which} at {report['size']} px (longer side). Fixed evaluation "
         f"loss: VGG16, content {', '.join(el['content_layers'])}, style {', '.join(el['style_layers'])}, "
         f"total = {el['content_weight']:g} x content + {el['style_weight']:g} x style. Lower is better for "
         "losses; SSIM (luma, 1 = same structure) higher keeps more of the photo; checkerboard 1.0 = no more "

@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--web", action="store_true", help="also screenshot the web page (chromium)")
     args = p.parse_args(argv)
     if args.mosaic:
-        mosaic_painting().save(args.mosaic, quality=92)
+        from stylenet.files import save_image
+
+        save_image(mosaic_painting(), Path(args.mosaic), quality=92)
         print(args.mosaic)
         return 0
     print(hero(args.checkpoint, args.photo, args.a, args.b, args.size, args.output))

@@ -25,7 +25,7 @@ import torch
 from stylenet.checkpoint import network_from_checkpoint, now_iso, read_checkpoint
 from stylenet.errors import BankError, CheckpointError, OptionError, StyleError
 from stylenet.files import sha256_file
-from stylenet.model import TransformerNet
+from stylenet.model import TransformerNet, complete_model_args
 from stylenet.styles import StyleSpec, load_style_image, spec_from_entry
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,8 @@ class FinetunePlan:
     replay: float = 0.5
 
     @property
-    def model_args(self) -> dict[str, int]:
-        args = dict(self.base["model_args"])
+    def model_args(self) -> dict[str, Any]:
+        args = complete_model_args(self.base["model_args"])
         args["num_styles"] = len(self.names)
         return args
 
@@ -88,9 +88,9 @@ def plan_finetune(
         base = read_checkpoint(p)
     except CheckpointError as e:
         raise CheckpointError(f"finetune.from: {e}") from e
-    args = base["model_args"]
+    args = complete_model_args(base["model_args"])
     for key, value in (model_overrides or {}).items():
-        if key in args and key != "num_styles" and int(value) != int(args[key]):
+        if key in args and key != "num_styles" and value != args[key]:
             raise BankError(
                 f"finetune.from={p} has {key}={args[key]}, but model.{key}={value} was asked; "
                 "a bank grows with its own architecture (drop the model override)"

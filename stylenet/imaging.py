@@ -5,6 +5,8 @@ out, padding to a multiple of the network's stride, BT.601 luma and chroma, long
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,13 @@ IMAGE_EXTENSIONS = frozenset(
 # 300 MP (a 20000x15000 panorama) is the most a single decode may allocate (900 MB as RGB).
 MAX_IMAGE_PIXELS = 300_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# Every open checks the limit itself (``_check_pixels``) and refuses with one line; Pillow's own
+# warning between 1x and 2x its limit would only repeat that.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# What Pillow raises on a malformed EXIF block (bad offsets, wrong types, short data); the image
+# is then read without its orientation rather than lost.
+EXIF_ERRORS = (OSError, ValueError, SyntaxError, KeyError, TypeError, IndexError, struct.error)
 
 # ITU-R BT.601 luma weights (the YCbCr of JPEG), used for colour preservation, luminance-only
 # optimization and the evaluation's SSIM.
@@ -36,7 +45,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB, EXIF orientation applied, transparency over white."""
     try:
         img = ImageOps.exif_transpose(img)
-    except Exception:  # broken EXIF must not lose the image
+    except EXIF_ERRORS:  # broken EXIF must not lose the image
         pass
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float64)
@@ -62,14 +71,28 @@ def _check_file(p: Path) -> None:
         raise ImageReadError(f"{p}: empty file")
 
 
+def _check_pixels(p: Path, im: Image.Image) -> None:
+    """The same pixel limit everywhere, from the header, before anything is decoded (Pillow
+    itself only refuses twice its limit and warns below)."""
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageReadError(
+            f"{p}: {w}x{h} is {w * h / 1e6:.0f} megapixels, more than {MAX_IMAGE_PIXELS / 1e6:.0f}; "
+            "refusing to decode it"
+        )
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file as RGB, or raise ``ImageReadError`` naming the file and the problem."""
     p = Path(path)
     _check_file(p)
     try:
         with Image.open(p) as im:
+            _check_pixels(p, im)
             im.load()
             return to_rgb(im)
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError as e:
         raise ImageReadError(
             f"{p}: more than {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; refusing to decode it"
@@ -84,19 +107,31 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     _check_file(p)
     try:
         with Image.open(p) as im:
+            _check_pixels(p, im)
             w, h = im.size
             try:  # orientations 5-8 swap the sides when the EXIF rotation is applied
                 if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                     w, h = h, w
-            except Exception:
+            except EXIF_ERRORS:
                 pass
             return w, h
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError as e:
         raise ImageReadError(
             f"{p}: more than {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; refusing to decode it"
         ) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{p}: cannot read image ({type(e).__name__}: {e})") from e
+
+
+def image_frames(path: str | os.PathLike) -> int:
+    """How many frames a file holds (an animated GIF or WebP: several; a photo: 1)."""
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1) or 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 1
 
 
 def verify_decodes(path: str | os.PathLike) -> tuple[int, int]:
@@ -107,11 +142,14 @@ def verify_decodes(path: str | os.PathLike) -> tuple[int, int]:
     _check_file(p)
     try:
         with Image.open(p) as im:
+            _check_pixels(p, im)
             size = im.size
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
             im.load()
             return size
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError as e:
         raise ImageReadError(
             f"{p}: more than {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; refusing to decode it"

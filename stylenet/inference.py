@@ -171,11 +171,13 @@ class Stylizer:
                 self.dtype_name,
             )
         if channels_last is None:
-            # CPU: NHWC is faster for oneDNN's convolutions (measured, full model 1024x1024,
-            # 2 cores: bf16 2.18 -> 1.42 s on an AMX CPU; fp32 7.6 -> 5.5 s on an AVX2 CPU).
-            # CUDA: NCHW, because reflection padding is slow in channels_last on GPUs (eager
-            # profile, H100: padding 11% of the time; eager 1024x1024 bf16 14.9 ms in
-            # channels_last vs 7.6-11.8 ms in NCHW), and the compiled graph is as fast either way.
+            # CPU: NHWC is faster for oneDNN's convolutions (one-off timings of the full model at
+            # 1024x1024 on 2 cores: bf16 2.18 -> 1.42 s on an AMX CPU; fp32 7.6 -> 5.5 s on an
+            # AVX2 CPU; the benchmark's "naive" row, NCHW fp32, against "stylenet full" shows the
+            # same: 7.3 vs 4.9 s in bench/results/20261123T113710_cpu.json).
+            # CUDA: NCHW, because reflection padding is slow in channels_last on GPUs (an eager
+            # profile on an H100: padding 11% of the time; eager 1024x1024 bf16 14.9 ms in
+            # channels_last vs 7.6-11.8 ms in NCHW); the GPU suite has not re-measured it yet.
             channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
         net = net.eval().requires_grad_(False).to(self.device)
@@ -313,7 +315,12 @@ class Stylizer:
     def sizes(
         self, h: int, w: int, opts: StylizeOptions
     ) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(output size, working size) of an h x w image under ``opts``."""
+        """(output size, working size) of an h x w image under ``opts``; an image thinner than
+        the network's minimum is refused here, before it could be resized into one."""
+        if min(h, w) < MIN_SIZE:
+            raise ImageTooSmallError(
+                f"image is {w}x{h}; the minimum is {MIN_SIZE}x{MIN_SIZE} pixels"
+            )
         out_size = cap_long_side(h, w, opts.max_size, MIN_SIZE)
         g = 1.0 / opts.stroke_scale
         work = (max(MIN_SIZE, round(out_size[0] * g)), max(MIN_SIZE, round(out_size[1] * g)))

@@ -6,13 +6,18 @@ cannot fit (the full-size buffers alone are too big) the request is refused with
 input can make the process grow past the budget by more than the estimate's error.
 
 Bytes per pixel of one forward pass, per base channel of the network (``base_channels``), by
-device and precision. Measured on CPU with peak RSS (``VmHWM``) around one ``net.core`` call,
-1 image, 512/1024/2048 px squares, 2 threads (torch 2.14, AMD EPYC AVX2):
+device and precision: ``bench/studies/memory.json`` (``stylenet-bench --study memory``: peak RSS,
+``VmHWM``, around one ``net.core`` call in a fresh process, 1 image, 512/1024/2048 px squares,
+2 threads, AMD EPYC AVX2):
 
-- fp32, channels_last: 21-25 B/px/channel (full and narrow models); NCHW: 29. We use 32.
-- bf16 on a CPU without AMX: 166-176 B/px/channel (oneDNN has no bf16 kernel there and the
-  9x9 convolutions fall back to an unfolded path); we use 180. On AMX CPUs bf16 runs in oneDNN,
-  not measured here: the fp32 figure is used, which cannot be an underestimate.
+- fp32: 20.5-21.0 at 2048 px (channels_last, the CPU default), 29.0 in NCHW; smaller images carry
+  a fixed overhead that shows as more per pixel (up to 41 for the narrow model in NCHW at 512 px,
+  about 27 MB over the estimate there, well inside the half of free memory the budget leaves).
+  We use 34: at or above every cell from 1024 px up (narrow NCHW at 1024 px: 33.0), where
+  budgets decide anything.
+- bf16 on a CPU without AMX: 166-195 (oneDNN has no bf16 kernel there and the 9x9 convolutions
+  fall back to an unfolded path); we use 200. On AMX CPUs bf16 runs in oneDNN, not measured
+  here: the fp32 figure is used.
 - CUDA: not measured in this file's measurement run; the analytic peak (the up-sampling stage
   holds about 4 full-resolution activations of ``base_channels`` channels) plus cuDNN workspace
   gives 24 (fp32) and 16 (bf16/fp16). ``stylenet-bench --suite gpu`` records the measured
@@ -32,8 +37,8 @@ from stylenet.device import available_memory, cpu_bf16_fast
 # previous image's buffers in a folder run, and other processes on the machine.
 DEFAULT_BUDGET_FRACTION = 0.5
 
-_CPU_FP32 = 32
-_CPU_BF16_EMULATED = 180
+_CPU_FP32 = 34
+_CPU_BF16_EMULATED = 200
 _CUDA_FP32 = 24
 _CUDA_16BIT = 16
 

@@ -16,6 +16,19 @@ from stylenet.errors import StyleSpecError
 StyleLike = str | int | Mapping[str, float] | Sequence[float] | Tensor
 
 
+# Error messages quote what the user wrote, cut to this many characters: a message names the
+# problem in one line, it does not echo a 10 kB form field back.
+QUOTE_CHARS = 60
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to ``QUOTE_CHARS`` characters with a note of the full length."""
+    text = repr(value)
+    if len(text) <= QUOTE_CHARS:
+        return text
+    return f"{text[: QUOTE_CHARS - 3]}...' ({len(str(value))} characters)"
+
+
 def _listing(names: Sequence[str]) -> str:
     return ", ".join(f"{i}:{n}" for i, n in enumerate(names))
 
@@ -32,7 +45,7 @@ def style_index(token: str | int, names: Sequence[str]) -> int:
             )
         return i
     if tok not in names:
-        raise StyleSpecError(f"unknown style {tok!r}; available: {_listing(names)}")
+        raise StyleSpecError(f"unknown style {shown(tok)}; available: {_listing(names)}")
     return list(names).index(tok)
 
 
@@ -65,16 +78,16 @@ def parse_mix(spec: StyleLike, names: Sequence[str]) -> Tensor:
                 try:
                     val = float(v)
                 except ValueError as e:
-                    raise StyleSpecError(f"bad share {v!r} in style spec {text!r}") from e
+                    raise StyleSpecError(f"bad share {shown(v)} in style spec {shown(text)}") from e
             else:
                 k, val = part, 1.0
             w[style_index(k, names)] += val
     if not torch.isfinite(w).all():
         raise StyleSpecError("style shares must be finite numbers")
     if (w < 0).any():
-        raise StyleSpecError(f"style shares must not be negative: {spec!r}")
+        raise StyleSpecError(f"style shares must not be negative: {shown(spec)}")
     if w.sum() <= 0:
-        raise StyleSpecError(f"style shares are all zero: {spec!r}")
+        raise StyleSpecError(f"style shares are all zero: {shown(spec)}")
     return (w / w.sum()).float()
 
 

@@ -6,16 +6,22 @@ Two deliberate departures, both standard since:
 - every normalization is a conditional instance norm (Dumoulin et al. 2017, "A Learned
   Representation for Artistic Style", Sec. 2.2): per-style gamma/beta rows, so one network holds
   N styles and blends them by mixing the rows;
-- upsampling is nearest-neighbour resize + conv instead of a transposed conv, which avoids
-  checkerboard artifacts (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
+- upsampling is a resize followed by a 3x3 conv instead of a transposed conv (the
+  resize-convolution of Odena et al. 2016, "Deconvolution and Checkerboard Artifacts"), which
+  removes the transposed conv's uneven overlap. The resize is nearest-neighbour by default (what
+  the shipped networks were trained with) or bilinear. Nearest does *not* avoid checkerboard
+  artifacts here: a 3x3 conv over 2x2 blocks of equal values leaves energy at the 2-px period,
+  and the project's own ablation measured 4.47x a photo's 2-px energy with nearest against 0.26x
+  with bilinear (bench/studies/checkerboard.json, BENCHMARKS.md "Checkerboard").
 Reflection padding everywhere (Ulyanov et al. 2016 / pytorch examples) avoids border artifacts.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,12 +43,14 @@ _EPS = 1e-5
 @dataclass(frozen=True)
 class ModelConfig:
     num_styles: int = 1
-    # Johnson et al.: 32/64/128 channels. 16 gives the "narrow" CPU model (about 4x fewer FLOPs).
+    # Johnson et al.: 32/64/128 channels. 16 gives the "narrow" CPU model: 42k multiply-adds per
+    # pixel against 154k (macs_per_pixel), 3.6x fewer.
     base_channels: int = 32
     # Johnson et al. use 5 residual blocks for 256x256 training.
     num_res_blocks: int = 5
-    # Upsampling before each of the two decoder convolutions: "nearest" (resize-convolution,
-    # Odena et al. 2016) or "bilinear". Files written before this option read as "nearest".
+    # Upsampling before each of the two decoder convolutions: "nearest" or "bilinear" (both
+    # resize-convolutions, Odena et al. 2016; only bilinear is free of the 2-px checkerboard, see
+    # the module docstring). Files written before this option read as "nearest".
     upsample: str = "nearest"
 
     def to_dict(self) -> dict[str, int | str]:
@@ -163,6 +171,25 @@ class TransformerNet(nn.Module):
     def norms(self) -> list[ConditionalInstanceNorm2d]:
         return [*self.down_norm, *self.res_norm, *self.up_norm, self.out_norm]
 
+    def macs_per_pixel(self) -> float:
+        """Multiply-adds of the convolutions per input pixel (the cost that sets CPU speed):
+        each conv's ``k*k*cin*cout`` times its output's share of the input's pixels."""
+        total = 0.0
+        scale = 1.0  # output pixels per input pixel at the current stage
+        for conv in self.down:
+            c = conv.conv
+            scale /= c.stride[0] ** 2
+            total += c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.out_channels * scale
+        for layer in self.res_conv:
+            c = layer.conv
+            total += c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.out_channels * scale
+        for layer in self.up:
+            scale *= 4
+            c = layer.conv
+            total += c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.out_channels * scale
+        c = self.out.conv
+        return total + c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.out_channels * scale
+
     def one_hot(self, index: int | Sequence[int] | Tensor, batch: int = 1) -> Tensor:
         """The mix that selects style ``index`` (one per sample, or one for ``batch`` samples)."""
         idx = torch.as_tensor(index, device=self.out_norm.gamma.device).reshape(-1)
@@ -227,6 +254,13 @@ class TransformerNet(nn.Module):
             y = norm(n, conv(y))
         y = torch.sigmoid(norm(self.out_norm, self.out(y), relu=False))
         return y, out_stats
+
+
+def complete_model_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's model arguments with every key the network takes: a key missing from a
+    file written before it existed reads as its default (``upsample``: ``nearest``). Compare
+    model arguments only in this form, never the stored dictionaries as they are."""
+    return {**ModelConfig().to_dict(), **dict(args)}
 
 
 def build_model(model_args: dict) -> TransformerNet:

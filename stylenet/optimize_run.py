@@ -11,9 +11,10 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from stylenet.errors import ImageReadError, OptimizeError, OutputError, StyleError
-from stylenet.files import check_output, same_file, save_image, write_text
+from stylenet.files import check_output, check_writable_dir, same_file, save_image, write_text
 from stylenet.imaging import image_to_tensor, load_image, resize_long, tensor_to_image
 from stylenet.losses import expand_layer_spec
 from stylenet.optimize import optimize_image
@@ -27,7 +28,7 @@ def _run_dir(default: str = "outputs/optimize/run") -> Path:
         from hydra.core.hydra_config import HydraConfig
 
         return Path(HydraConfig.get().runtime.output_dir)
-    except Exception:
+    except (ValueError, OmegaConfBaseException):  # outside a Hydra app, or composed without a run
         return Path(default)
 
 
@@ -41,15 +42,20 @@ def _as_list(v: Any) -> list:
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     run_dir = run_dir or _run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(run_dir)
     if cfg.content in (None, "???"):
         raise OptimizeError("content=<photo> is required")
+    dst = Path(cfg.output) if cfg.get("output") else None
+    if dst is not None:  # checked before the optimization, not after it
+        check_output(None, dst, bool(cfg.get("overwrite", False)))
     content = image_to_tensor(load_image(cfg.content))[None]
     if cfg.size:
         content = resize_long(content, int(cfg.size)).clamp(0, 1)
     style_paths = [resolve_style_image(s) for s in _as_list(cfg.style)]
     if not style_paths:
         raise StyleError("style=<name or image> is required")
+    if dst is not None and any(same_file(dst, p) for p in [Path(cfg.content), *style_paths]):
+        raise OutputError(f"output {dst} is an input image; refusing to overwrite it")
     styles = []
     for p in style_paths:
         try:
@@ -93,11 +99,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     out = run_dir / "result.png"
     img = tensor_to_image(res.image)
     save_image(img, out)
-    if cfg.get("output"):
-        dst = Path(cfg.output)
-        if any(same_file(dst, p) for p in [Path(cfg.content), *style_paths]):
-            raise OutputError(f"output {dst} is an input image; refusing to overwrite it")
-        check_output(None, dst, bool(cfg.get("overwrite", False)))
+    if dst is not None:
         save_image(img, dst)
     summary = {"result": str(out), "steps": res.steps, "losses": res.losses,
                "style_layers": list(style_layers), "content_layers": content_layers}  # fmt: skip

@@ -33,7 +33,7 @@ from stylenet.errors import (
 from stylenet.files import check_output, check_writable_dir, image_format, same_file, save_image
 from stylenet.imaging import (
     IMAGE_EXTENSIONS,
-    frame_to_tensor,
+    image_frames,
     image_size,
     image_to_tensor,
     list_images,
@@ -126,6 +126,12 @@ def stylize_file(
     signals.check()  # stopped during the pass: write nothing
     save_image(res, out, quality)
     notes = list(st.last.notes)
+    frames = image_frames(inp)
+    if frames > 1:
+        notes.append(
+            f"{inp.name} has {frames} frames; only the first is stylized (to stylize every frame, "
+            "convert it to a video, e.g. an .mp4)"
+        )
     if out_size != (img.height, img.width):
         notes.append(
             f"scaled down from {img.width}x{img.height} to {res.width}x{res.height} (max size "
@@ -343,6 +349,7 @@ def stylize_video(
     info = probe_video(inp)
     w, h = info.size
     st.plan(h, w, opts)
+    out_size, _ = st.sizes(h, w, opts)
     if info.frames:
         st.expect(info.frames)
     smoother = None
@@ -357,7 +364,9 @@ def stylize_video(
     try:
         for frame in read_frames(inp):
             signals.check()
-            x = frame_to_tensor(frame)
+            # The frame at its output size (capped by max_size): the smoother blends it with the
+            # stylized frame, pixel by pixel, so both must have that size.
+            x = image_to_tensor(shrink_for(Image.fromarray(frame), out_size))[None]
             y = st.stylize_tensor(x, opts)
             if smoother is not None:
                 y = smoother(x, y)

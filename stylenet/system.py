@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, TQDMProgressBar
 from torch import Tensor
 from torchvision.utils import make_grid
 
@@ -326,6 +326,40 @@ class StopAtStepEnd(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         signals.check()
+
+
+class StepProgressBar(TQDMProgressBar):
+    """One bar over the optimizer steps of the whole run (``0..trainer.max_steps``), with an ETA.
+
+    Lightning's bar counts the batches of each epoch; an epoch here is a long concatenation of
+    shuffled passes (``LongEpochSampler``), and after a resume mid-epoch that bar showed neither
+    the run's total nor an ETA. This one starts at the resumed step and never resets."""
+
+    def on_train_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        super().on_train_start(trainer)
+        bar = self.train_progress_bar
+        # A resumed run starts mid-epoch, where Lightning calls no epoch-start hook: the bar is
+        # set up here, once.
+        bar.reset(total=int(trainer.max_steps))
+        bar.initial = int(trainer.global_step)
+        bar.n = int(trainer.global_step)
+        bar.set_description("train")
+        bar.refresh()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        pass  # one bar for the whole run: never reset per epoch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        bar = self.train_progress_bar
+        n = int(trainer.global_step)
+        if bar is not None and self._should_update(n, bar.total):
+            bar.n = n
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
+            bar.refresh()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.train_progress_bar is not None and not self.train_progress_bar.disable:
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

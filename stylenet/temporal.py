@@ -10,11 +10,10 @@ the previous (smoothed) result, per pixel, by how still the input is there:
 so moving subjects (large input change) keep their fresh stylization and still regions settle.
 Camera pans are followed: the previous frame is first aligned by the global integer shift that
 phase correlation finds between the inputs (regions that scroll in have no history and are not
-blended). Measured on the sample clip (768x576 pedestrians, static camera, 30 frames at 256 px,
-starry_night of the CPU-trained bank shipped before the GPU-trained one): flicker ratio 1.384
-without, 1.11 at strength 0.5, 0.97 at 0.8; smoothing the instance-norm statistics across frames
-instead (exponential average, 0.5-0.95) left it at 1.35-1.36, so the statistics are not the
-cause. The figures of the shipped bank are with ``DEFAULT_STRENGTH``.
+blended). Figures: ``bench/studies/flicker.json`` (``stylenet-bench --study flicker``). An earlier
+experiment on the CPU-trained bank shipped before the GPU-trained one (not kept as a results
+file) found that smoothing the instance-norm statistics across frames instead (exponential
+average, 0.5-0.95) barely moved the flicker, so the statistics are not the cause.
 """
 
 from __future__ import annotations
@@ -27,11 +26,11 @@ from torch import Tensor
 # a moving edge (tens of levels) does not.
 TAU = 4.0 / 255.0
 # Strength used by `stylenet-stylize` for videos unless told otherwise. Flicker ratio of the
-# shipped GPU-trained bank_all (starry_night, 256 px, 30 frames) at 0 / 0.5 / 0.8: the sample
-# clip 1.69 / 1.28 / 1.07, a still camera with a moving subject and noise 1.38 / 1.13 / 1.00; a
-# 3 px/frame pan's warped error 11.7 / 5.2 / 2.0. 0.8 is the lowest tried that meets the 1.15
-# goal on both clips (BENCHMARKS.md, "Video flicker"); pixels whose input changed by more than
-# TAU are barely blended (weight e^-1 at TAU), so moving subjects keep their own texture.
+# shipped bank_all (starry_night, 256 px, 30 frames) at 0 / 0.5 / 0.8, bench/studies/flicker.json:
+# the sample clip 1.69 / 1.28 / 1.06; a synthetic still camera with a moving subject and sensor
+# noise 2.65 / 1.99 / 1.67 (the 1.15 goal is not met there); a 3 px/frame pan's warped error
+# 9.0 / 3.9 / 1.5. Pixels whose input changed by more than TAU are barely blended (weight e^-1 at
+# TAU), so moving subjects keep their own texture; higher strengths were not measured.
 DEFAULT_STRENGTH = 0.8
 
 

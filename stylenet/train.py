@@ -20,12 +20,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from stylenet import signals
 from stylenet.checkpoint import build_payload, make_thumbnail, now_iso, read_raw, save_checkpoint
+from stylenet.config import validate_train_config
 from stylenet.data import ContentDataModule
 from stylenet.errors import (
     CheckpointError,
@@ -34,13 +36,15 @@ from stylenet.errors import (
     StylenetError,
     TrainingError,
 )
-from stylenet.files import write_text
+from stylenet.files import check_writable_dir, write_text
+from stylenet.model import complete_model_args
 from stylenet.styles import StyleSpec, load_style_image, specs_from_config
 from stylenet.system import (
     AtomicCheckpointIO,
     InterruptCheckpoint,
     NonFiniteLossError,
     SampleGridCallback,
+    StepProgressBar,
     StopAtStepEnd,
     StyleTransferModule,
 )
@@ -74,7 +78,9 @@ def _run_dir(cfg: DictConfig) -> Path:
         from hydra.core.hydra_config import HydraConfig
 
         return Path(HydraConfig.get().runtime.output_dir)
-    except Exception:  # composed outside a Hydra app (tests, notebooks)
+    # Outside a Hydra app (tests, notebooks): "HydraConfig was not set", or a Hydra config
+    # composed without a run (no runtime.output_dir).
+    except (ValueError, OmegaConfBaseException):
         return Path(cfg.get("run_dir") or Path("outputs") / str(cfg.name))
 
 
@@ -83,7 +89,7 @@ def _explicit_overrides() -> list[str]:
         from hydra.core.hydra_config import HydraConfig
 
         return list(HydraConfig.get().overrides.task)
-    except Exception:
+    except (ValueError, OmegaConfBaseException):  # not inside a Hydra app
         return []
 
 
@@ -149,9 +155,9 @@ def check_resume_matches(ckpt: dict, path: str, model_args: dict, names: list[st
     """The checkpoint being resumed must hold the network this config builds."""
     meta = ckpt.get("stylenet") or {}
     diffs = []
-    saved_args = meta.get("model_args") or {}
-    for k, v in model_args.items():
-        if k in saved_args and saved_args[k] != v:
+    saved_args = complete_model_args(meta.get("model_args") or {})
+    for k, v in complete_model_args(model_args).items():
+        if meta.get("model_args") and saved_args[k] != v:
             diffs.append(f"{k} {saved_args[k]} -> {v}")
     saved_names = meta.get("style_names")
     if saved_names and list(saved_names) != list(names):
@@ -211,6 +217,9 @@ def build_datamodule(cfg: DictConfig) -> ContentDataModule:
         return ContentDataModule(
             root=d.root,
             annotations=d.get("annotations"),
+            exclude=OmegaConf.to_container(d.exclude)
+            if isinstance(d.get("exclude"), ListConfig)
+            else d.get("exclude"),
             image_size=d.image_size,
             batch_size=d.batch_size,
             num_workers=d.num_workers,
@@ -231,7 +240,7 @@ def build_datamodule(cfg: DictConfig) -> ContentDataModule:
 # Library option names -> the config keys a user sets.
 CONFIG_KEYS = {
     "image_size": "data.image_size", "batch_size": "data.batch_size", "root": "data.root",
-    "annotations": "data.annotations", "num_workers": "data.num_workers", "scale": "data.scale",
+    "annotations": "data.annotations", "exclude": "data.exclude", "num_workers": "data.num_workers", "scale": "data.scale",
     "small_images": "data.small_images", "sample_size": "samples.size",
     "vgg_weights": "loss.vgg.weights", "pooling": "loss.vgg.pooling",
     "scheduler": "optim.scheduler",
@@ -310,10 +319,7 @@ def _trainer_kwargs(cfg: DictConfig) -> tuple[dict[str, Any], str, int]:
         raise OptionError(
             f"must be auto, on or off; got {compile_mode!r}", option="trainer.compile"
         )
-    if int(kw.get("max_steps", 0)) < 1:
-        raise OptionError(
-            f"must be at least 1, got {kw.get('max_steps')}", option="trainer.max_steps"
-        )
+    kw["max_steps"] = int(kw["max_steps"])  # validate_train_config checked it
     return kw, compile_mode, refresh
 
 
@@ -327,14 +333,53 @@ _QUIET = (
 )
 
 
-def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
-    """Train from a composed config; ``extra_callbacks`` are added to the Lightning trainer."""
-    t0 = time.time()
+def quiet_lightning() -> None:
+    """Lightning's informational lines (devices available, the model summary table, why fit
+    stopped) say nothing a stylenet run does not say itself; its warnings still show."""
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _drop_if_empty(run_dir: Path) -> None:
+    """A run refused (or stopped) before it wrote anything leaves no folder behind: Hydra creates
+    the run folder before the checks run. Only an empty folder is removed."""
+    try:
+        run_dir.rmdir()
+    except OSError:  # not empty (a resumed run's files, another run's), or never created
+        pass
+
+
+def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
+    """Train from a composed config; ``extra_callbacks`` are added to the Lightning trainer."""
+    run_dir = _run_dir(cfg)
+    # Ctrl-C and SIGTERM during start-up (the photo scan can take minutes on a large set) stop
+    # the run at the next check with one line; Lightning takes SIGTERM over once fit starts.
+    previous = signals.install(sigterm=True)
+    try:
+        return _train(cfg, run_dir, extra_callbacks, previous)
+    except KeyboardInterrupt:
+        _drop_if_empty(run_dir)
+        raise Interrupted(
+            "training stopped during start-up, before its first step; rerun the same command to "
+            "start"
+        ) from None
+    except StylenetError:
+        _drop_if_empty(run_dir)
+        raise
+    finally:
+        signals.restore(previous)
+
+
+def _train(
+    cfg: DictConfig, run_dir: Path, extra_callbacks: list | None, startup_handlers: dict
+) -> TrainResult:
+    t0 = time.time()
+    quiet_lightning()
+    validate_train_config(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     name = str(cfg.name)
-    run_dir = _run_dir(cfg)
     ckpt_dir = run_dir / "checkpoints"
     rank = process_rank()
     notes: list[str] = []
@@ -343,6 +388,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
     trainer_kw, compile_mode, refresh = _trainer_kwargs(cfg)
     dm = build_datamodule(cfg)
     dm.prepare()
+    signals.check()
     specs = specs_from_config(cfg.style)
     for s in specs:
         load_style_image(s, 16)  # missing or corrupt style image: StyleError naming the file
@@ -375,9 +421,19 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
             log.warning("note: %s", note)
             notes.append(note)
     if rank == 0:
+        # Before training, not after it: a run must not learn for an hour and then fail to save.
+        check_writable_dir(export_path.parent)
+    signals.check()
+    if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / RUN_STATE, json.dumps({"run_id": run_id, "name": name,
                                                     "export_path": str(export_path)}, indent=2))  # fmt: skip
+        # The run's record of its configuration, written once its inputs have passed the checks
+        # (Hydra's own .hydra/ folder is turned off: it was written even for refused runs).
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_text(
+            run_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(_explicit_overrides()))
+        )
 
     cuda = torch.cuda.is_available() and trainer_kw.get("accelerator") != "cpu"
     if cuda:
@@ -427,7 +483,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
                  LearningRateMonitor(logging_interval="step")]  # fmt: skip
     callbacks += list(extra_callbacks or [])
     if trainer_kw.get("enable_progress_bar", True):
-        callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+        callbacks.append(StepProgressBar(refresh_rate=refresh))
     logger = TensorBoardLogger(
         save_dir=str(run_dir), name="tb", version="", default_hp_metric=False
     )
@@ -442,8 +498,15 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
     )
     if resume:
         log.info("resuming from %s (step %d)", resume, int(resume_ckpt["global_step"]))
+    log.info(
+        "training %s: %d style(s), %d photos, steps %d..%d on %s (%s)",
+        name, len(names), len(dm.train_files), int(resume_ckpt["global_step"]) if resume_ckpt else 0,
+        int(trainer_kw["max_steps"]), "cuda" if cuda else "cpu", trainer_kw.get("precision"),
+    )  # fmt: skip
     # Ctrl-C is recorded and honoured at the end of the current step (StopAtStepEnd); a second
-    # one raises at once. SIGTERM stays with Lightning, which stops at a step boundary itself.
+    # one raises at once. SIGTERM goes back to Lightning, which stops at a step boundary itself.
+    signals.check()
+    signals.restore(startup_handlers)
     previous_handlers = signals.install(sigterm=False)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
@@ -471,6 +534,10 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> TrainResult:
             f"from step {trainer.global_step}"
         )
 
+    if trainer.global_step > 0:
+        # The end of the run is its last checkpoint, so a longer run of the same command goes on
+        # from here (the periodic checkpoint can be up to checkpoint_every_n_steps behind).
+        trainer.save_checkpoint(str(ckpt_dir / "last.ckpt"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     exported = None
     if trainer.global_step > 0 and trainer.is_global_zero:

@@ -70,7 +70,7 @@ def probe_video(path: Path) -> VideoInfo:
         raise VideoError(f"{path} is not a readable video ({type(e).__name__})") from e
     try:
         nframes, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
-    except Exception:
+    except (RuntimeError, OSError, ValueError):  # a stream ffmpeg cannot count: unknown length
         nframes = None
     return VideoInfo(float(meta["fps"]), tuple(meta["size"]), nframes, "Audio:" in info)
 

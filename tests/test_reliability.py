@@ -182,7 +182,9 @@ def test_numbers_are_validated_with_their_range(ckpt, tmp_path, capsys, flags, e
 
 
 def test_crop_size_below_minimum_names_the_key(compose, tiny_overrides):
-    with pytest.raises(OptionError, match=r"data.image_size: the crop size is 7 px"):
+    with pytest.raises(
+        OptionError, match=r"data.image_size: must be an integer within 16\.\.\d+, got 7"
+    ):
         train(compose(tiny_overrides + ["data.image_size=7"]))
 
 

@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,9 +259,125 @@ def test_engine_refuses_when_full_and_drains_on_close(ckpt):
 
 
 def test_load_on_a_live_server(ckpt):
+    import httpx
+
     from stylenet.bench.serve import live_server, load_test
 
     with live_server(ckpt, "--device", "cpu", "--precision", "fp32", "--queue", "256") as url:
         res = load_test(url, jpeg(64, 48), requests=200, concurrency=16, form={"max_size": "64"})
+        health = httpx.get(f"{url}/healthz").json()
     assert res["answered"] == 200 and res["ok"] == 200, res
-    assert res["p50_ms"] > 0 and res["p95_ms"] >= res["p50_ms"]
+    # every answer was computed once, by the engine, and nothing was refused or dropped
+    assert health["images"] == 200 and health["queue"] == 0, health
+    assert health["refused_queue_full"] == health["dropped_client_gone"] == 0, health
+
+
+# ----------------------------------------------------------------------------- errors and load
+
+
+def test_framework_errors_keep_the_documented_format(client):
+    def chunks():
+        for _ in range(30):
+            yield b"x" * 10_000  # 300 kB, chunked (no Content-Length), over the 200 kB limit
+
+    r = client.post("/v1/stylize", content=chunks(),
+                    headers={"content-type": "multipart/form-data; boundary=b"})  # fmt: skip
+    assert_problem(r, 413, "larger than the limit")
+    r = client.post("/v1/stylize", files={"image": ("p.jpg", jpeg(), "image/jpeg")},
+                    data={f"f{i}": "1" for i in range(1001)})  # fmt: skip
+    assert_problem(r, 400, "fields")
+    assert_problem(client.get("/no/such/page"), 404, "Not Found")
+    assert_problem(client.put("/v1/stylize"), 405, "Not Allowed")
+
+
+def test_a_long_style_value_is_not_echoed(client):
+    r = post(client, {"style": "x" * 10_000})
+    assert_problem(r, 422, "style: at most")
+    assert len(r.text) < 200
+    r = post(client, {"style": "y" * 3000})
+    assert_problem(r, 400, "unknown style")
+    assert len(r.json()["error"]) < 300 and "3000 characters" in r.json()["error"]
+
+
+def _slow_engine(ckpt, per_call_s: float, **kw):
+    st = Stylizer(ckpt, device="cpu", precision="fp32")
+    eng = Engine(st, **kw)
+    original = eng._forward
+    calls: list[tuple[float, list[float]]] = []
+
+    def slow(jobs):
+        calls.append((time.perf_counter(), [j.deadline for j in jobs]))
+        time.sleep(per_call_s * len(jobs))
+        return original(jobs)
+
+    eng._forward = slow
+    return st, eng, calls
+
+
+def test_engine_refuses_work_it_cannot_finish_in_time(ckpt):
+    st, eng, calls = _slow_engine(ckpt, 0.3, max_queue=32, max_batch=1, timeout_s=1.0)
+    x = torch.rand(1, 3, 64, 64)
+    opts = StylizeOptions(max_size=0)
+    eng.submit(x, st.mix(0), opts).future.result(10)  # measures the time per megapixel
+    accepted, refused = [], []
+    for _ in range(10):
+        try:
+            accepted.append(eng.submit(x, st.mix(0), opts))
+        except QueueFull as e:
+            refused.append(e)
+    # about 0.3 s each with a 1 s timeout: three fit, the rest are refused at once
+    assert 2 <= len(accepted) <= 4 and refused, (len(accepted), len(refused))
+    assert all("timeout is 1 s" in str(e) and e.retry_after >= 1 for e in refused)
+    for j in accepted:
+        j.future.result(10)
+    eng.close()
+    assert eng.stats.refused_wait == len(refused) and eng.stats.late == 0
+    for started, deadlines in calls[1:]:
+        assert all(started + 0.3 <= d + 0.05 for d in deadlines)  # none began too late to finish
+
+
+def test_engine_drops_work_whose_client_has_gone(ckpt):
+    st, eng, calls = _slow_engine(ckpt, 0.3, max_queue=32, max_batch=1, timeout_s=30)
+    x = torch.rand(1, 3, 48, 48)
+    opts = StylizeOptions(max_size=0)
+    jobs = [eng.submit(x, st.mix(0), opts) for _ in range(4)]
+    time.sleep(0.1)  # the first is running
+    for j in jobs[1:3]:
+        eng.cancel(j)  # their clients went away
+    jobs[3].future.result(10)
+    eng.close()
+    assert len(calls) == 2 and eng.stats.client_gone == 2 and eng.stats.images == 2
+
+
+def test_healthz_reports_refusals_and_drops(ckpt):
+    cfg = ServeConfig(checkpoint=str(ckpt), device="cpu", precision="fp32", default_size=64)
+    with TestClient(create_app(cfg)) as c:
+        assert post(c).status_code == 200
+        h = c.get("/healthz").json()
+    for key in ("ms_per_megapixel", "expected_wait_s", "refused_queue_full",
+                "refused_expected_wait", "dropped_expired", "dropped_client_gone"):  # fmt: skip
+        assert key in h, key
+    assert h["ms_per_megapixel"] > 0 and h["refused_expected_wait"] == 0
+
+
+@pytest.mark.slow
+def test_a_burst_bigger_than_the_timeout_is_refused_early_not_timed_out():
+    """32 concurrent 768x576 requests to the shipped bank with a 4 s timeout: the ones that
+    cannot be done in time get 503 with Retry-After at once, none waits for a 504, and nothing
+    is computed after its client gave up."""
+    import httpx
+
+    from stylenet.bench.serve import live_server, load_test
+
+    bank = Path(__file__).resolve().parent.parent / "checkpoints" / "bank_all.pt"
+    with live_server(bank, "--device", "cpu", "--timeout", "4") as url:
+        load_test(url, jpeg(768, 576), requests=1, concurrency=1)  # the first measurement
+        t0 = time.perf_counter()
+        res = load_test(url, jpeg(768, 576), requests=32, concurrency=32, timeout=30)
+        wall = time.perf_counter() - t0
+        health = httpx.get(f"{url}/healthz").json()
+    assert res["answered"] == 32, res
+    assert set(res["statuses"]) <= {"200", "503"}, res["statuses"]
+    assert res["ok"] >= 1 and res["statuses"].get("503", 0) >= 8, res["statuses"]
+    assert health["finished_late"] == 0 and health["refused_expected_wait"] >= 8, health
+    assert wall < 15, wall

@@ -81,7 +81,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good(compose, tiny_overrides, t
     train(compose(tiny_overrides))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     before = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
-    bad = compose(tiny_overrides + ["trainer.max_steps=8", "loss.content_weight=nan"])
+    # A finite weight so large that the loss overflows float32: the run must stop at once.
+    bad = compose(tiny_overrides + ["trainer.max_steps=8", "loss.content_weight=1e300"])
     try:
         train(bad)
         raise AssertionError("NaN loss did not stop training")

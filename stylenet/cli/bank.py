@@ -90,7 +90,7 @@ def _body(args: argparse.Namespace) -> int:
     from stylenet import bank as B
     from stylenet.checkpoint import read_checkpoint, save_checkpoint, thumbnail_bytes
     from stylenet.errors import BankError
-    from stylenet.files import atomic_write, check_output, same_file
+    from stylenet.files import atomic_write, check_output, check_writable_dir, same_file
     from stylenet.mix import style_index
 
     ckpt = read_checkpoint(args.bank)
@@ -123,10 +123,15 @@ def _body(args: argparse.Namespace) -> int:
         out = Path(args.output)
         if same_file(out, Path(args.bank)) or same_file(out, Path(args.other)):
             raise BankError("the merged bank must be a new file, not one of its inputs")
+        check_output(Path(args.other), out, args.overwrite)
         result = B.merge(ckpt, other, Path(args.bank).name, Path(args.other).name)
         save_checkpoint(result, out, overwrite=args.overwrite)
     else:
         out, overwrite = _destination(args)
+        if args.in_place:
+            check_writable_dir(out.parent)
+        else:
+            check_output(Path(args.bank), out, overwrite)
         if args.action == "upgrade":
             result, missing = B.upgrade(ckpt)
             if missing:

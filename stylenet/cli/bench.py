@@ -1,9 +1,11 @@
-"""``stylenet-bench``: speed benchmarks. Prints figures, writes bench/results/<date>_<device>.json
-and regenerates BENCHMARKS.md from every results file.
+"""``stylenet-bench``: speed benchmarks. Prints figures and writes a results file,
+``<results-dir>/<date>_<device>.json`` (default ``outputs/bench/``); a markdown report of every
+results file there is written only when asked (``--markdown``, or ``--report`` alone).
 
     stylenet-bench                                  # CPU (and CUDA when present), default sizes
     stylenet-bench --sizes 256 512 --tiled 0 --no-training
-    stylenet-bench --report                         # only rebuild BENCHMARKS.md
+    stylenet-bench --results-dir bench/results --markdown BENCHMARKS.md   # the project's report
+    stylenet-bench --results-dir bench/results --report   # only rebuild BENCHMARKS.md
     stylenet-bench --suite gpu --vgg-weights-path vgg16_relu43_fp16.pth   # every GPU figure
     stylenet-bench --serve checkpoints/bank_all.pt  # load test of the web server
 """
@@ -51,13 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--results-dir",
         type=Path,
-        default=Path("bench/results"),
-        help="where results JSON files go",
+        default=Path("outputs/bench"),
+        help="where results JSON files go (default outputs/bench)",
     )
     p.add_argument(
-        "--markdown", type=Path, default=Path("BENCHMARKS.md"), help="the report to regenerate"
+        "--markdown",
+        type=Path,
+        default=None,
+        help="also write this markdown report of every results file in --results-dir",
     )
-    p.add_argument("--report", action="store_true", help="only regenerate the markdown")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing; only write the markdown report (--markdown, default BENCHMARKS.md)",
+    )
     p.add_argument("--notes", default="", help="free text stored with the run")
     p.add_argument(
         "--suite",
@@ -80,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="write what a registry-less GPU machine needs for --suite gpu (see docs/gpu.md)",
     )
     p.add_argument(
+        "--study",
+        default=None,
+        help="measure one study and write <results-dir>/<study>.json (flicker, jpeg, checkerboard-tiny)",
+    )
+    p.add_argument("--video", default=None, help="the clip of the flicker study")
+    p.add_argument("--content-dir", default=None, help="the photos of the jpeg study")
+    p.add_argument(
+        "--photos", default=None, help="text file naming the photos of --content-dir to use"
+    )
+    p.add_argument(
         "--serve",
         metavar="CHECKPOINT",
         default=None,
@@ -95,12 +114,22 @@ def _body(args: argparse.Namespace) -> int:
     from stylenet.bench.report import render_markdown, write_results
     from stylenet.bench.timing import environment
     from stylenet.bench.training import bench_training
+    from stylenet.files import check_writable_dir
 
+    if args.report and args.markdown is None:
+        args.markdown = Path("BENCHMARKS.md")
+    if not args.report:
+        check_writable_dir(args.results_dir)  # before the runs, not after them
     if args.gpu_kit:
         from stylenet.bench.kit import prepare_kit
 
         for path in prepare_kit(Path(args.gpu_kit)):
             print(path)
+        return 0
+    if args.study:
+        from stylenet.bench.studies import run_study, write_study
+
+        print(f"study: {write_study(run_study(args.study, args), args.results_dir)}")
         return 0
     if args.suite:
         from stylenet.bench.suite import run_suite
@@ -135,10 +164,12 @@ def _body(args: argparse.Namespace) -> int:
                 )
         path = write_results(results, args.results_dir)
         print(f"results: {path}")
+    if args.markdown is None:
+        return 0
     root = args.markdown.resolve().parent
     files = sorted(args.results_dir.glob("*.json"))
     quality = sorted(p.parent for p in (root / "bench" / "quality").glob("*/report.md"))
-    studies = sorted((root / "bench" / "studies").glob("*.md"))
+    studies = sorted((root / "bench" / "studies").glob("*.json"))
     if files or quality or studies:
         from stylenet.files import write_text
 
@@ -148,11 +179,10 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def _serve_rows(checkpoint: str) -> list[dict]:
-    import io
-
     from PIL import Image
 
     from stylenet.bench.serve import live_server, load_test
+    from stylenet.files import encode_image
     from stylenet.paths import SAMPLE_CONTENT_DIR
 
     photo = Image.open(SAMPLE_CONTENT_DIR / "gcompris_worldanimals_lemur.jpg").convert("RGB")
@@ -160,12 +190,9 @@ def _serve_rows(checkpoint: str) -> list[dict]:
     for side in (256, 512):
         img = photo.copy()
         img.thumbnail((side, side))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=90)
+        data = encode_image(img, "JPEG", 90)
         with live_server(checkpoint, "--queue", "256") as url:
-            r = load_test(
-                url, buf.getvalue(), requests=200, concurrency=16, form={"max_size": str(side)}
-            )
+            r = load_test(url, data, requests=200, concurrency=16, form={"max_size": str(side)})
         r["image"] = f"{img.width}x{img.height}"
         print(f"  {r['image']}: {r['ok']}/{r['requests']} ok, p50 {r['p50_ms']:.0f} ms, "
               f"p95 {r['p95_ms']:.0f} ms, {r['requests_per_s']:.2f} req/s")  # fmt: skip

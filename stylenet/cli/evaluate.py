@@ -21,11 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("--checkpoint", "-c", required=True, help="exported checkpoint to evaluate")
-    add("--content-dir", required=True, help="held-out photos (not used in training)")
+    add("--content-dir", required=True, help="photos the network did not train on")
+    add("--photos", default=None,
+        help="text file naming the photos of --content-dir to use, one per line (e.g. a held-out list)")
+    add("--note", default="", help="a sentence stored in the report (what the network was trained on)")
     add("--output", "-o", required=True, help="report folder (report.json, report.md, contact_sheet.png)")
     add("--styles", default=None, help="comma-separated subset of the checkpoint's styles (default: all)")
     add("--protocol", choices=["quick", "full"], default="quick",
-        help="quick: 256 px, 4 photos, 40-step references (under 5 min for 10 styles on 2 CPU cores); "
+        help="quick: 256 px, 4 photos, 40-step references (about 4 min for 10 styles on 2 CPU cores); "
         "full: 512 px, every photo, 500-step references on 2 photos per style")
     add("--size", type=int, default=None, help="longer side of photos and paintings, px (overrides the protocol)")
     add("--max-photos", type=int, default=None, help="use the first N photos, 0: all (overrides the protocol)")
@@ -42,16 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _body(args: argparse.Namespace) -> int:
     from stylenet.evaluation import EvalConfig, evaluate_checkpoint, write_report
+    from stylenet.files import check_writable_dir
+
+    check_writable_dir(Path(args.output))  # before minutes of work, not after
 
     cfg = EvalConfig.protocol(
         args.protocol, size=args.size, gap_photos=args.gap_photos, gap_steps=args.gap_steps,
         max_photos=args.max_photos, vgg_weights=args.vgg_weights, device=args.device,
         cache=not args.no_cache,
     )
+    names = None
+    if args.photos:
+        from stylenet.data import read_exclusions
+
+        names = sorted(read_exclusions(args.photos))
     report = evaluate_checkpoint(
         args.checkpoint, args.content_dir,
         [s.strip() for s in args.styles.split(",")] if args.styles else None,
-        cfg, args.compare, args.video, temporal=args.temporal,
+        cfg, args.compare, args.video, temporal=args.temporal, photo_names=names, note=args.note,
     )
     paths = write_report(report, Path(args.output))
     for k, v in paths.items():

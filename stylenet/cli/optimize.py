@@ -12,7 +12,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from stylenet.cli import run_command
+from stylenet.cli import hydra_main, run_command
 
 
 def run_optimize(cfg: DictConfig) -> int:
@@ -29,22 +29,9 @@ def run_optimize(cfg: DictConfig) -> int:
 
 
 def main() -> int:
-    import hydra
-
     from stylenet.config import CONFIG_DIR
 
-    code = {"value": 0}
-
-    @hydra.main(
-        version_base="1.3", config_path=str(CONFIG_DIR / "optimize"), config_name="optimize"
-    )
-    def _main(cfg: DictConfig) -> None:
-        # In a --multirun sweep a failed job does not stop the others; the exit code is the
-        # worst of them.
-        code["value"] = max(code["value"], run_optimize(cfg))
-
-    _main()
-    return code["value"]
+    return hydra_main(CONFIG_DIR / "optimize", "optimize", run_optimize)
 
 
 def entry() -> None:

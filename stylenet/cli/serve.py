@@ -114,11 +114,14 @@ def _body(args: argparse.Namespace) -> int:
         raise OptionError(f"must be within 0..3600 seconds, got {args.timeout}", option="timeout")
     if not 0 < args.max_pixels <= 1e9:
         raise OptionError(f"must be within 1..1e9, got {args.max_pixels:g}", option="max_pixels")
-    try:
-        upload = parse_size(args.max_upload)
-        budget = parse_size(args.memory_budget) if args.memory_budget else None
-    except ValueError as e:
-        raise OptionError(str(e), option="max_upload") from None
+    sizes = {}
+    for name in ("max_upload", "memory_budget"):
+        text = getattr(args, name)
+        try:
+            sizes[name] = parse_size(text) if text is not None else None
+        except ValueError as e:
+            raise OptionError(str(e), option=name) from None
+    upload, budget = sizes["max_upload"], sizes["memory_budget"]
     from stylenet.serve.app import create_app
     from stylenet.serve.config import ServeConfig
 

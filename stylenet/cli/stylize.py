@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -150,7 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="folder runs: same-size images per forward pass (default: 8 on GPU, 1 on CPU)",
     )
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1..100")
+    p.add_argument(
+        "--quality",
+        type=int,
+        default=95,
+        help="JPEG/WebP quality, 1..100 (JPEGs keep full colour resolution: 4:4:4 chroma)",
+    )
     return p  # fmt: skip
 
 
@@ -177,8 +183,8 @@ def _check_numbers(args: argparse.Namespace) -> int | None:
 
 def _body(args: argparse.Namespace) -> int:
     from stylenet.checkpoint import read_checkpoint
-    from stylenet.errors import ImageReadError
-    from stylenet.imaging import load_image
+    from stylenet.errors import ImageReadError, OutputError
+    from stylenet.imaging import IMAGE_EXTENSIONS, load_image
     from stylenet.inference import StylizeOptions, Stylizer
     from stylenet.stylize import FolderRun, resolve_image_output, stylize_file, stylize_video
     from stylenet.video import is_video
@@ -209,6 +215,15 @@ def _body(args: argparse.Namespace) -> int:
         st.mix(opts.mask_style)
     rep = TqdmReporter()
     if inp.is_dir():
+        if (
+            not out.is_dir()
+            and not args.output.endswith(("/", os.sep))
+            and (out.suffix.lower() in IMAGE_EXTENSIONS or is_video(out))
+        ):
+            raise OutputError(
+                f"the input {inp} is a folder, so the output is a folder too, but {out} looks like "
+                f"a file name; give a folder (end it with / to create one named {out.name})"
+            )
         res = FolderRun(st, opts, inp, out, overwrite=args.overwrite, ext=args.ext,
                         batch_size=args.batch_size, quality=args.quality, reporter=rep).run()  # fmt: skip
         print(

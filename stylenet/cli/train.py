@@ -15,7 +15,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from stylenet.cli import run_command
+from stylenet.cli import hydra_main, run_command
 
 
 def report(res) -> None:  # noqa: ANN001
@@ -49,18 +49,9 @@ def run_training(cfg: DictConfig) -> int:
 
 
 def main() -> int:
-    import hydra
-
     from stylenet.config import CONFIG_DIR
 
-    code = {"value": 0}
-
-    @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-    def _main(cfg: DictConfig) -> None:
-        code["value"] = run_training(cfg)
-
-    _main()
-    return code["value"]
+    return hydra_main(CONFIG_DIR, "train", run_training)
 
 
 def entry() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -25,16 +26,24 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stylenet.checkpoint import read_checkpoint, thumbnail_bytes
 from stylenet.errors import HTTPProblem, OptionError, StylenetError, StyleSpecError
 from stylenet.imaging import image_to_tensor, to_rgb
 from stylenet.inference import STROKE_SCALE_RANGE, StylizeOptions, Stylizer
 from stylenet.memory import fmt_bytes
+from stylenet.mix import shown
 from stylenet.model import MIN_SIZE
 from stylenet.serve.config import ServeConfig
-from stylenet.serve.engine import Engine, QueueFull, ShuttingDown
+from stylenet.serve.engine import ClientGone, Engine, Expired, Job, QueueFull, ShuttingDown
 from stylenet.stylize import shrink_for
+
+log = logging.getLogger(__name__)
+
+# The longest style spec a request may send: a mix of every style of a 100-style bank with
+# 30-character names and shares is about 4 kB.
+MAX_STYLE_CHARS = 4096
 
 FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "jpg": ("JPEG", "image/jpeg"),
            "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}  # fmt: skip
@@ -46,7 +55,10 @@ def problem(status: int, message: str, headers: dict[str, str] | None = None) ->
 
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes is answered 413 (by its declared
-    Content-Length up front, or as soon as a chunked body passes the limit)."""
+    Content-Length up front, or as soon as a chunked body passes the limit).
+
+    A chunked body is cut off where it passes the limit; whatever the application then makes of
+    the truncated body (the form parser answers 400) is replaced by the 413."""
 
     def __init__(self, app, limit: int) -> None:  # noqa: ANN001
         self.app = app
@@ -60,20 +72,33 @@ class BodyLimit:
             if k == b"content-length" and v.isdigit() and int(v) > self.limit:
                 return await problem(413, msg)(scope, receive, send)
         seen = 0
+        over = False
+        answered = False
 
         async def counting_receive():  # noqa: ANN202
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise HTTPProblem(413, msg)
             return message
 
+        async def guarded_send(message) -> None:  # noqa: ANN001
+            nonlocal answered
+            if not over:
+                return await send(message)
+            if not answered:
+                answered = True
+                await problem(413, msg)(scope, receive, send)
+
         try:
-            await self.app(scope, counting_receive, send)
+            await self.app(scope, counting_receive, guarded_send)
         except HTTPProblem as e:
-            await problem(e.status, e.message)(scope, receive, send)
+            if not answered:
+                answered = True
+                await problem(e.status, e.message)(scope, receive, send)
 
 
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
@@ -128,6 +153,18 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
     async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
         return problem(exc.status, exc.message, exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own errors (404, 405, a form it cannot parse, too many fields) in the
+        # documented format too.
+        return problem(exc.status_code, str(exc.detail)[:200], getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: its traceback goes to the server's log, the client gets a JSON 500.
+        log.exception("internal error answering %s %s", request.method, request.url.path)
+        return problem(500, "internal server error (logged on the server)")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -142,10 +179,18 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         st: Stylizer = state["st"]
         eng: Engine = state["engine"]
+        es = eng.stats
+        wait = eng.expected_wait_s()
+        per = es.seconds_per_megapixel
         return {"status": "ok", "device": str(st.device), "precision": st.dtype_name,
                 "styles": len(st.style_names), "queue": eng.depth, "max_queue": eng.max_queue,
-                "images": eng.stats.images,
-                "ms_per_image": round(eng.stats.seconds_per_image * 1000, 1)}  # fmt: skip
+                "timeout_s": eng.timeout_s, "images": es.images,
+                "ms_per_image": round(es.seconds_per_image * 1000, 1),
+                "ms_per_megapixel": round(per * 1000, 1) if per is not None else None,
+                "expected_wait_s": round(wait, 2) if wait is not None else None,
+                "refused_queue_full": es.rejected, "refused_expected_wait": es.refused_wait,
+                "dropped_expired": es.expired, "dropped_client_gone": es.client_gone,
+                "finished_late": es.late}  # fmt: skip
 
     @app.get("/v1/styles", summary="The bank's styles, in row order")
     async def styles() -> dict[str, Any]:
@@ -176,6 +221,7 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
         responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}},
     )
     async def stylize(
+        request: Request,
         image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, ...)")],
         style: Annotated[str, Form(description="name, index, or mix 'a=0.7,b=0.3'")] = "0",
         strength: Annotated[float, Form(description="0..1: 0 the photo, 1 full style")] = 1.0,
@@ -183,14 +229,18 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
         stroke_scale: Annotated[float, Form(description="brush-stroke size, 0.25..8")] = 1.0,
         max_size: Annotated[int | None, Form(description="longer side of the result, px")] = None,
         format: Annotated[str, Form(description="jpeg, png or webp")] = "jpeg",
-        quality: Annotated[int, Form(description="JPEG/WebP quality, 1..100")] = 90,
+        quality: Annotated[
+            int, Form(description="JPEG/WebP quality, 1..100 (JPEG: 4:4:4 chroma)")
+        ] = 90,
     ) -> Response:
         t0 = time.perf_counter()
         st: Stylizer = state["st"]
         eng: Engine = state["engine"]
+        if len(style) > MAX_STYLE_CHARS:
+            raise HTTPProblem(422, f"style: at most {MAX_STYLE_CHARS} characters, got {len(style)}")
         fmt = FORMATS.get(format.lower())
         if fmt is None:
-            raise HTTPProblem(422, f"format: must be jpeg, png or webp, got {format!r}")
+            raise HTTPProblem(422, f"format: must be jpeg, png or webp, got {shown(format)}")
         if not 1 <= quality <= 100:
             raise HTTPProblem(422, f"quality: must be within 1..100, got {quality}")
         size = cfg.default_size if max_size is None else max_size
@@ -219,14 +269,15 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
         except ShuttingDown as e:
             raise HTTPProblem(503, str(e), {"Retry-After": "5"}) from None
         try:
-            y = await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=cfg.timeout_s)
-        except TimeoutError:
-            job.future.cancel()
-            raise HTTPProblem(
-                504, f"not done within {cfg.timeout_s:g} s; the server is overloaded"
-            ) from None
+            y = await _wait(job, eng, request, cfg.timeout_s)
+        except QueueFull as e:  # dropped before its pass: it could not have been done in time
+            raise HTTPProblem(503, str(e), {"Retry-After": str(e.retry_after)}) from None
+        except Expired as e:
+            raise HTTPProblem(504, str(e)) from None
         except ShuttingDown as e:
             raise HTTPProblem(503, str(e), {"Retry-After": "5"}) from None
+        except ClientGone as e:  # nobody reads this answer; 499 as nginx logs it
+            raise HTTPProblem(499, str(e)) from None
         except StylenetError as e:
             raise HTTPProblem(422 if isinstance(e, OptionError) else 400, str(e)) from None
         body = await run_in_threadpool(_encode, y, fmt[0], quality)
@@ -247,13 +298,35 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
     return app
 
 
+# How often a request waiting for its result checks that its client is still there: a client
+# that disconnects (or times out on its side) frees its place in the queue within this time.
+DISCONNECT_POLL_S = 0.25
+
+
+async def _wait(job: Job, eng: Engine, request: Request, timeout_s: float):  # noqa: ANN202
+    """The job's result; ``Expired`` at the timeout. A client that disconnects cancels its job
+    (the engine drops it unless it is already running)."""
+    fut = asyncio.wrap_future(job.future)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while True:
+        left = end - loop.time()
+        if left <= 0:
+            eng.cancel(job)
+            raise Expired(timeout_s)
+        done, _ = await asyncio.wait({fut}, timeout=min(DISCONNECT_POLL_S, left))
+        if done:
+            return fut.result()
+        if await request.is_disconnected():
+            eng.cancel(job)
+            raise ClientGone()
+
+
 def _encode(y, fmt: str, quality: int) -> bytes:  # noqa: ANN001
+    from stylenet.files import encode_image
     from stylenet.imaging import tensor_to_image
 
-    buf = io.BytesIO()
-    kw = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    tensor_to_image(y).save(buf, format=fmt, **kw)
-    return buf.getvalue()
+    return encode_image(tensor_to_image(y), fmt, quality)
 
 
 def _version() -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from stylenet.inference import DEFAULT_MAX_SIZE
 
-# 25 MB uploads: a 40 MP JPEG at high quality is about 15-20 MB.
+# 25 MB uploads: 40 MP (the pixel limit below) at 5 bits per pixel, a high-quality JPEG's rate.
 DEFAULT_MAX_UPLOAD = 25 * 2**20
 # 40 MP decoded (120 MB as RGB): anything above is refused before decoding (decompression bombs
 # declare huge sizes in a few bytes).

@@ -3,19 +3,27 @@
 Requests are decoded (and shrunk to their output size) by the web layer, then queued here. One
 worker thread owns the device: it takes the oldest request, gathers up to ``max_batch`` queued
 requests whose working size matches (each with its own style mix: the network mixes gamma/beta
-per sample), waits at most ``batch_wait_s`` for more, and runs them as one forward pass. A full
-queue is refused at once (the caller answers 503 with ``Retry-After``); a request whose caller
-gave up (timeout) is skipped, never computed; ``close`` stops accepting and drains what is
-queued.
+per sample), waits at most ``batch_wait_s`` for more, and runs them as one forward pass.
+
+Admission: the engine measures the time it spends per megapixel of working size. A request is
+refused at once (``QueueFull``: the caller answers 503 with ``Retry-After``) when the queue is at
+its bound, or when the work queued ahead of it plus its own would take longer than the timeout:
+the client would only get a 504 after waiting for it. A request whose client has gone (it timed
+out, or disconnected: the web layer cancels its future) is dropped, never computed; one that can
+no longer finish before its deadline is dropped before its pass starts and answered at once
+(``QueueFull``, 503), not at its deadline. ``close`` stops
+accepting and drains what is queued. Every refusal and drop is counted (``EngineStats``, in
+``/healthz``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 import torch
@@ -29,11 +37,26 @@ log = logging.getLogger(__name__)
 
 
 class QueueFull(StylenetError):
-    """The queue is at its bound; ``retry_after`` is an estimate in seconds."""
+    """The queue is at its bound, or its expected wait passes the timeout; ``retry_after`` is an
+    estimate in seconds."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("the server is busy; retry shortly")
+    def __init__(self, retry_after: int, why: str = "") -> None:
+        super().__init__(f"the server is busy{f' ({why})' if why else ''}; retry shortly")
         self.retry_after = retry_after
+
+
+class Expired(StylenetError):
+    """A queued request that could no longer be done within its timeout."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"not done within {timeout_s:g} s; the server is overloaded")
+
+
+class ClientGone(StylenetError):
+    """The client disconnected before its result was ready (nobody reads the answer)."""
+
+    def __init__(self) -> None:
+        super().__init__("the client disconnected")
 
 
 class ShuttingDown(StylenetError):
@@ -52,18 +75,31 @@ class Job:
     enqueued: float = field(default_factory=time.perf_counter)
     compute_s: float = 0.0
 
+    @property
+    def megapixels(self) -> float:
+        return self.work[0] * self.work[1] / 1e6
+
 
 @dataclass
 class EngineStats:
     images: int = 0
     batches: int = 0
     busy_s: float = 0.0
-    rejected: int = 0
-    expired: int = 0
+    busy_megapixels: float = 0.0
+    rejected: int = 0  # refused: the queue was full
+    refused_wait: int = 0  # refused: the expected wait passed the timeout
+    expired: int = 0  # dropped: could not be done in time
+    client_gone: int = 0  # dropped: the client had timed out or disconnected
+    late: int = 0  # computed, but finished after the client's deadline
 
     @property
     def seconds_per_image(self) -> float:
         return self.busy_s / self.images if self.images else 0.0
+
+    @property
+    def seconds_per_megapixel(self) -> float | None:
+        """Measured compute time per megapixel of working size (None before the first pass)."""
+        return self.busy_s / self.busy_megapixels if self.busy_megapixels else None
 
 
 class Engine:
@@ -84,6 +120,7 @@ class Engine:
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
         self._closing = False
+        self._running_mp = 0.0  # megapixels of the batch being computed
         self._worker = threading.Thread(target=self._run, name="stylenet-engine", daemon=True)
         self._worker.start()
 
@@ -93,19 +130,45 @@ class Engine:
         with self._cv:
             return len(self._queue)
 
+    def expected_wait_s(self, extra_megapixels: float = 0.0) -> float | None:
+        """Seconds until the queued work (and ``extra_megapixels`` more) would be done, from the
+        measured time per megapixel; None before anything was measured."""
+        per = self.stats.seconds_per_megapixel
+        if per is None:
+            return None
+        with self._cv:
+            queued = sum(j.megapixels for j in self._queue) + self._running_mp
+        return (queued + extra_megapixels) * per
+
     def submit(self, x: Tensor, mix: Tensor, opts: StylizeOptions) -> Job:
         _, work = self.st.sizes(*x.shape[-2:], opts)
         job = Job(x, mix, opts, work, time.perf_counter() + self.timeout_s)
+        per = self.stats.seconds_per_megapixel
         with self._cv:
             if self._closing:
                 raise ShuttingDown()
+            ahead = sum(j.megapixels for j in self._queue) + self._running_mp
             if len(self._queue) >= self.max_queue:
                 self.stats.rejected += 1
-                per = self.stats.seconds_per_image or 1.0
-                raise QueueFull(max(1, round(len(self._queue) * per)))
+                raise QueueFull(max(1, math.ceil(ahead * (per or 1.0))), "queue full")
+            if per is not None and (ahead + job.megapixels) * per > self.timeout_s:
+                # It could not be answered in time: say so now, not with a 504 a minute later.
+                self.stats.refused_wait += 1
+                raise QueueFull(
+                    max(1, math.ceil(ahead * per)),
+                    f"about {ahead * per:.0f} s of work queued, the timeout is {self.timeout_s:g} s",
+                )
             self._queue.append(job)
             self._cv.notify()
         return job
+
+    def cancel(self, job: Job) -> None:
+        """The client has gone (timed out or disconnected): drop the job if it has not run."""
+        if job.future.cancel():
+            with self._cv:
+                self.stats.client_gone += 1
+                if job in self._queue:
+                    self._queue.remove(job)
 
     def close(self, grace_s: float = 10.0) -> None:
         """Stop accepting; finish what is queued (up to ``grace_s``), then stop the worker."""
@@ -116,8 +179,7 @@ class Engine:
         with self._cv:
             while self._queue:
                 job = self._queue.popleft()
-                if not job.future.done():
-                    job.future.set_exception(ShuttingDown())
+                _settle(job.future, ShuttingDown())
 
     # -- the worker -----------------------------------------------------------------------------
     def _take_batch(self) -> list[Job] | None:
@@ -145,17 +207,45 @@ class Engine:
             batch = self._take_batch()
             if batch is None:
                 return
-            now = time.perf_counter()
-            live = []
-            for j in batch:
-                if j.future.cancelled() or now > j.deadline:
-                    self.stats.expired += 1
-                    if not j.future.done():
-                        j.future.cancel()
-                else:
-                    live.append(j)
-            if live:
-                self._compute(live)
+            kept = self._in_time([j for j in batch if not j.future.cancelled()])
+            if kept:
+                with self._cv:
+                    self._running_mp = sum(j.megapixels for j in kept)
+                try:
+                    self._compute(kept)
+                finally:
+                    with self._cv:
+                        self._running_mp = 0.0
+
+    def _in_time(self, jobs: list[Job]) -> list[Job]:
+        """The jobs (oldest first) that this pass can finish before each one's deadline. A job
+        that could not finish even alone is dropped (its client would have given up by then);
+        one that only misses because of the others goes back to the front of the queue."""
+        per = self.stats.seconds_per_megapixel or 0.0
+        now = time.perf_counter()
+        kept: list[Job] = []
+        back: list[Job] = []
+        mp = 0.0
+        for j in jobs:
+            if now + per * j.megapixels > j.deadline:
+                self.stats.expired += 1
+                # answered at once (503), not at its deadline (504)
+                _settle(j.future, QueueFull(max(1, math.ceil(per * mp)), "no time left"))
+                continue
+            finish = now + per * (mp + j.megapixels)
+            if all(finish <= k.deadline for k in (*kept, j)):
+                # From here its client can no longer cancel it (it is computed and answered);
+                # False: the client went away a moment ago.
+                if not j.future.set_running_or_notify_cancel():
+                    continue
+                kept.append(j)
+                mp += j.megapixels
+            else:
+                back.append(j)
+        if back:
+            with self._cv:
+                self._queue.extendleft(reversed(back))
+        return kept
 
     def _compute(self, jobs: list[Job]) -> None:
         t0 = time.perf_counter()
@@ -165,17 +255,19 @@ class Engine:
             if not isinstance(e, StylenetError):
                 log.exception("batch of %d failed", len(jobs))
             for j in jobs:
-                if not j.future.done():
-                    j.future.set_exception(e)
+                _settle(j.future, e)
             return
-        dt = time.perf_counter() - t0
+        end = time.perf_counter()
+        dt = end - t0
         self.stats.images += len(jobs)
         self.stats.batches += 1
         self.stats.busy_s += dt
+        self.stats.busy_megapixels += sum(j.megapixels for j in jobs)
         for j, y in zip(jobs, results, strict=True):
             j.compute_s = dt / len(jobs)
-            if not j.future.done():
-                j.future.set_result(y)
+            if end > j.deadline:
+                self.stats.late += 1
+            _settle(j.future, result=y)
 
     def _forward(self, jobs: list[Job]) -> list[Tensor]:
         st = self.st
@@ -199,6 +291,18 @@ class Engine:
                 y = j.opts.strength * y + (1.0 - j.opts.strength) * src
             out.append(y.clamp(0, 1))
         return out
+
+
+def _settle(future: Future, error: BaseException | None = None, result: object = None) -> None:
+    """Complete a job's future unless its client completed (cancelled) it first: the two
+    threads may race, and the engine's thread must never die of it."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 def _single_opts(job: Job, st: Stylizer) -> StylizeOptions:
