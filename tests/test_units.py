@@ -1,0 +1,123 @@
+"""Direct tests of small modules that other tests only reach through the commands: device,
+memory, tiling, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from stylenet import device, memory, signals, tiling
+from stylenet.errors import OptionError
+
+CPU = torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- device
+
+
+def test_precision_names_are_checked():
+    assert device.resolve_precision("fp32", CPU) == "fp32"
+    assert device.resolve_precision("auto", CPU) == ("bf16" if device.cpu_bf16_fast() else "fp32")
+    with pytest.raises(OptionError, match="must be one of auto"):
+        device.resolve_precision("fp8", CPU)
+
+
+@pytest.mark.parametrize(
+    ("torch_v", "vision_v", "bad"),
+    [("2.14.1+cu130", "0.29.1+cu130", False), ("2.14.1", "0.28.0", True),
+     ("2.9.0", "0.24.0", False), ("2.9.0", "0.29.1", True), ("3.0.0", "0.5.0", False)],
+)  # fmt: skip
+def test_torch_pair_rule(torch_v, vision_v, bad):
+    problem = device.torch_pair_problem(torch_v, vision_v)
+    assert (problem is not None) == bad, problem
+    if bad:
+        assert "\n" not in problem and f"torchvision {vision_v}" in problem
+
+
+def test_resolve_device_cpu():
+    assert device.resolve_device("cpu").type == "cpu"
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+@pytest.mark.parametrize(
+    ("text", "n"), [("2G", 2 * 2**30), ("512M", 512 * 2**20), ("1.5GB", int(1.5 * 2**30)),
+                    ("800000000", 800000000), ("64KiB", 64 * 2**10)],
+)  # fmt: skip
+def test_parse_size(text, n):
+    assert memory.parse_size(text) == n
+
+
+@pytest.mark.parametrize("text", ["-5", "0", "abc", "nanG", "G"])
+def test_parse_size_refuses_non_sizes(text):
+    with pytest.raises(ValueError, match="size"):
+        memory.parse_size(text)
+
+
+def test_forward_bytes_pads_to_the_network_grid_and_scales_with_batch_and_channels():
+    one = memory.forward_bytes(32, 101, 99, 1, CPU, torch.float32)
+    assert one == 104 * 100 * memory.bytes_per_pixel(32, CPU, torch.float32)
+    assert memory.forward_bytes(32, 101, 99, 3, CPU, torch.float32) == 3 * one
+    assert memory.forward_bytes(16, 101, 99, 1, CPU, torch.float32) * 2 == one
+
+
+def test_fmt_bytes():
+    assert memory.fmt_bytes(512) == "512 B"
+    assert memory.fmt_bytes(3 * 2**20) == "3.0 MiB"
+    assert memory.fmt_bytes(5 * 2**40) == "5120.0 GiB"
+
+
+# ----------------------------------------------------------------------------- tiling
+
+
+@pytest.mark.parametrize(
+    ("n", "tile", "overlap"), [(1000, 256, 32), (257, 256, 32), (4096, 1024, 64)]
+)
+def test_spans_cover_the_image_on_the_stride_grid(n, tile, overlap):
+    spans = tiling.spans(n, tile, overlap)
+    assert spans[0][0] == 0 and spans[-1][0] + spans[-1][1] == n
+    assert all(s % 4 == 0 for s, _ in spans)
+    for (s0, l0), (s1, _) in zip(spans, spans[1:], strict=False):
+        assert s1 <= s0 + l0, "a gap between tiles"
+    assert tiling.spans(200, 256, 32) == [(0, 200)]
+
+
+def test_overlapping_windows_add_up_to_one():
+    # 832 = 256 + 3 * 192: every neighbour overlaps by exactly 64 px, so the cross-fades add up
+    # to 1 (elsewhere the Stylizer divides by the summed weights, which must never vanish).
+    n, tile, overlap = 832, 256, 64
+    acc = torch.zeros(n)
+    for s, length in tiling.spans(n, tile, overlap):
+        acc[s : s + length] += tiling.window(length, overlap)
+    inner = acc[overlap : n - overlap]  # the image borders see one tile's ramp only
+    assert torch.allclose(inner, torch.ones_like(inner), atol=1e-3), (inner.min(), inner.max())
+    assert acc.min() > 0
+
+
+def test_tile_grid_is_the_product_of_row_and_column_spans():
+    grid = tiling.tile_grid(600, 900, 256, 32)
+    rows, cols = tiling.spans(600, 256, 32), tiling.spans(900, 256, 32)
+    assert len(grid) == len(rows) * len(cols)
+    assert grid[0] == (0, rows[0][1], 0, cols[0][1])
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def test_first_signal_requests_a_stop_the_second_interrupts_at_once():
+    previous = signals.install()
+    try:
+        signals.check()  # nothing requested yet
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            signals.check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signals.restore(previous)
+    assert not signals.requested.is_set()
+    assert signal.getsignal(signal.SIGTERM) is previous[signal.SIGTERM]
