@@ -142,6 +142,17 @@ class RunInfo:
     notes: list[str] = field(default_factory=list)
 
 
+def finish(y: Tensor, src: Tensor, opts: StylizeOptions) -> Tensor:
+    """What follows the network, for the Stylizer and the server alike: the output resized to
+    the photo's size, then colour preservation and strength against that photo, in [0, 1]."""
+    y = resize(y, tuple(src.shape[-2:])).clamp(0, 1)
+    if opts.preserve_color:
+        y = preserve_color(y, src)
+    if opts.strength < 1.0:
+        y = opts.strength * y + (1.0 - opts.strength) * src
+    return y.clamp(0, 1)
+
+
 class Stylizer:
     """A loaded network plus everything around one forward pass."""
 
@@ -416,12 +427,7 @@ class Stylizer:
             y = self.forward_tiled(xin, mix, plan.tile, opts.tile_overlap, plan.stats_size)
         else:
             y = self.forward(xin, mix).cpu()
-        y = resize(y, out_size).clamp(0, 1)
-        if opts.preserve_color:
-            y = preserve_color(y, src)
-        if opts.strength < 1.0:
-            y = opts.strength * y + (1.0 - opts.strength) * src
-        return y.clamp(0, 1)
+        return finish(y, src, opts)
 
     def stylize(
         self, image: Image.Image | Tensor, style: StyleLike = 0, **kw

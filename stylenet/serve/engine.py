@@ -30,8 +30,8 @@ import torch
 from torch import Tensor
 
 from stylenet.errors import MemoryBudgetError, StylenetError
-from stylenet.imaging import preserve_color, resize
-from stylenet.inference import StylizeOptions, Stylizer
+from stylenet.imaging import resize
+from stylenet.inference import StylizeOptions, Stylizer, finish
 
 log = logging.getLogger(__name__)
 
@@ -281,16 +281,7 @@ class Engine:
         xb = torch.cat([resize(j.x, j.work) for j in jobs])
         mix = torch.stack([j.mix for j in jobs])
         yb = st.forward(xb, mix).cpu()
-        out = []
-        for j, y in zip(jobs, yb, strict=True):
-            src = j.x
-            y = resize(y[None], tuple(src.shape[-2:])).clamp(0, 1)
-            if j.opts.preserve_color:
-                y = preserve_color(y, src)
-            if j.opts.strength < 1.0:
-                y = j.opts.strength * y + (1.0 - j.opts.strength) * src
-            out.append(y.clamp(0, 1))
-        return out
+        return [finish(y[None], j.x, j.opts) for j, y in zip(jobs, yb, strict=True)]
 
 
 def _settle(future: Future, error: BaseException | None = None, result: object = None) -> None:
