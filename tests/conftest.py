@@ -37,6 +37,17 @@ CONFIG_DIR = stylenet.config.CONFIG_DIR
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def random_bank(path: Path, names: list[str], **export_kw) -> Path:
+    """A tiny exported bank (one row per name, 8 channels, 1 residual block) with seeded random
+    weights: the checkpoint the command-level tests stylize with."""
+    from stylenet.checkpoint import export_inference_checkpoint
+    from stylenet.model import TransformerNet
+
+    torch.manual_seed(0)
+    export_inference_checkpoint(TransformerNet(len(names), 8, 1), names, path, **export_kw)
+    return path
+
+
 def make_photo(
     path: Path, size: tuple[int, int] = (80, 64), seed: int = 0, mode: str = "RGB"
 ) -> Path:

@@ -14,10 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.checkpoint import export_inference_checkpoint, read_checkpoint
+from stylenet.checkpoint import read_checkpoint
 from stylenet.errors import BankError, OptionError
-from stylenet.model import TransformerNet
-from tests.conftest import make_photo
+from tests.conftest import make_photo, random_bank
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "STYLENET_FORCE_CPU": "1", "STYLENET_OFFLINE": "1"}
@@ -31,21 +30,15 @@ def _run(*args, cwd=None, timeout=180):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    p = tmp_path_factory.mktemp("ck") / "bank.pt"
-    export_inference_checkpoint(TransformerNet(2, 8, 1), NAMES, p)
-    return p
+    return random_bank(tmp_path_factory.mktemp("ck") / "bank.pt", NAMES)
 
 
 @pytest.fixture
 def old_bank(tmp_path):
     """A bank written before ``upsample`` existed (the shipped bank_all is one)."""
-    torch.manual_seed(0)
-    p = tmp_path / "old.pt"
-    export_inference_checkpoint(
-        TransformerNet(2, 8, 1), NAMES, p,
-        train_config={"style": {n: {"image": f"{n}.jpg"} for n in NAMES}, "style_size": 48},
-    )  # fmt: skip
+    p = random_bank(tmp_path / "old.pt", NAMES,
+                    train_config={"style": {n: {"image": f"{n}.jpg"} for n in NAMES},
+                                  "style_size": 48})  # fmt: skip
     ck = torch.load(p, weights_only=True)
     del ck["model_args"]["upsample"]
     torch.save(ck, p)

@@ -12,24 +12,19 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import torch
 from PIL import Image
 
-from stylenet.checkpoint import export_inference_checkpoint
 from stylenet.cli.stylize import main as stylize_main
-from stylenet.model import TransformerNet
 from stylenet.video import probe_video
 from tests import media
+from tests.conftest import random_bank
 
 NAMES = ["starry_night", "the_scream"]
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    p = tmp_path_factory.mktemp("ck") / "bank.pt"
-    export_inference_checkpoint(TransformerNet(2, 8, 1), NAMES, p)
-    return p
+    return random_bank(tmp_path_factory.mktemp("ck") / "bank.pt", NAMES)
 
 
 @pytest.fixture(scope="module")
