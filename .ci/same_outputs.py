@@ -5,14 +5,15 @@
     python .ci/same_outputs.py --compare /tmp/before.json /tmp/after.json
 
 Used to show that a change of layout changes no behaviour: the same command on the same input
-must give the same files. Every command runs as ``python -m stylenet <command>`` with the tree
-first on ``sys.path``, so an older checkout can be measured with the same interpreter. Inputs are
+must give the same files. Every command runs as ``python -m stylenet <command>`` with a copy of the
+tree's package (its configs inside it) first on ``sys.path``, so an older checkout can be measured
+with the same interpreter and nothing of an installed stylenet is used. Inputs are
 made here from a seed (photos, a short clip), the shipped ``checkpoints/bank_all.pt`` is the
 network, and the real VGG16 weights are needed (``stylenet-weights``).
 
 Fingerprints: images, videos, ONNX and safetensors files by their bytes; checkpoints by their
 tensors and their metadata without the times they were written (``created`` and the ``when`` of
-history entries); TorchScript files by the output they give on a fixed input (their bytes hold
+history entries), whole and entry by entry (``trained.pt [state_dict]``, ``[train_config]``...); TorchScript files by the output they give on a fixed input (their bytes hold
 the Python module path of the class, which a move of the module changes).
 """
 
@@ -22,12 +23,13 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-TIME_KEYS = {"created", "when"}
+TIME_KEYS = {"created", "when", "date"}
 
 
 def _photos(folder: Path, n: int = 3, seed: int = 0) -> list[Path]:
@@ -82,8 +84,8 @@ def fingerprint(path: Path) -> str:
     import torch
 
     if path.suffix in (".pt", ".ckpt") and "torchscript" not in path.name:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        return hashlib.sha256(json.dumps(_clean(data), sort_keys=True).encode()).hexdigest()
+        data = _clean(torch.load(path, map_location="cpu", weights_only=True))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     if "torchscript" in path.name:
         m = torch.jit.load(str(path), map_location="cpu")
         g = torch.Generator().manual_seed(0)
@@ -96,9 +98,41 @@ def fingerprint(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def checkpoint_parts(path: Path, name: str) -> dict[str, str]:
+    """A checkpoint's weights and each of its other top-level entries, fingerprinted apart, so a
+    difference names the entry it is in."""
+    import torch
+
+    data = _clean(torch.load(path, map_location="cpu", weights_only=True))
+    return {
+        f"{name} [{k}]": hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()
+        for k, v in data.items()
+    }
+
+
 def run_tree(tree: Path, work: Path) -> dict[str, str]:
     tree = tree.resolve()
-    env = dict(os.environ, PYTHONPATH=str(tree), CUDA_VISIBLE_DEVICES="", PYTHONHASHSEED="0")
+    # The tree's package with its own configs inside it, first on the path: an installed
+    # stylenet (editable or not) supplies neither the code nor the configs of the run.
+    site = work / "site"
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(tree / "stylenet", site / "stylenet", ignore=skip)
+    shutil.copytree(tree / "configs", site / "stylenet" / "configs", ignore=skip)
+    env = dict(os.environ, PYTHONPATH=str(site), CUDA_VISIBLE_DEVICES="", PYTHONHASHSEED="0")
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import stylenet, stylenet.configs as c; print(stylenet.__file__, c.__file__)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=work,
+    ).stdout.split()
+    if not all(w.startswith(str(site)) for w in where):
+        raise SystemExit(f"the run would not use the tree's code and configs: {where}")
     bank = Path(__file__).resolve().parent.parent / "checkpoints" / "bank_all.pt"
     photos = _photos(work / "photos")
     train_photos = _photos(work / "train", n=4, seed=1)
@@ -143,7 +177,10 @@ def run_tree(tree: Path, work: Path) -> dict[str, str]:
     prints = {}
     for p in sorted(out.rglob("*")):
         if p.is_file() and not p.name.endswith((".yaml", ".log")) and "tfevents" not in p.name:
-            prints[str(p.relative_to(out))] = fingerprint(p)
+            name = str(p.relative_to(out))
+            prints[name] = fingerprint(p)
+            if p.suffix == ".pt" and "torchscript" not in p.name:
+                prints.update(checkpoint_parts(p, name))
     prints["__commands__"] = log  # type: ignore[assignment]
     return prints
 
@@ -153,6 +190,7 @@ def main() -> None:
     ap.add_argument("--tree", type=Path, help="source tree whose commands are run")
     ap.add_argument("--out", type=Path, help="fingerprints (JSON) to write")
     ap.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"))
+    ap.add_argument("--work", type=Path, help="keep the inputs and outputs in this new folder")
     a = ap.parse_args()
     if a.compare:
         before, after = (json.loads(p.read_text()) for p in a.compare)
@@ -162,8 +200,12 @@ def main() -> None:
             print(f"{'same' if k in same else 'DIFFERENT':9} {k}")
         print(f"{len(same)} of {len(keys)} outputs identical")
         raise SystemExit(0 if len(same) == len(keys) else 1)
-    with tempfile.TemporaryDirectory() as tmp:
-        prints = run_tree(a.tree, Path(tmp))
+    if a.work:
+        a.work.mkdir(parents=True)
+        prints = run_tree(a.tree, a.work.resolve())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            prints = run_tree(a.tree, Path(tmp))
     a.out.write_text(json.dumps(prints, indent=1) + "\n")
     print(f"{len(prints) - 1} outputs fingerprinted -> {a.out}")
 

@@ -25,26 +25,25 @@ os.environ["STYLENET_CACHE"] = _CACHE.name
 
 atexit.register(_CACHE.cleanup)  # removed when the session ends
 
-from stylenet.device import torch_pair_problem  # noqa: E402
+from stylenet.runtime.device import torch_pair_problem  # noqa: E402
 
 if torch_pair_problem():  # one line instead of a collection error per test module
     pytest.exit(f"error: {torch_pair_problem()}", returncode=4)
 
-import stylenet.config  # noqa: E402  (registers resolvers)
+import stylenet.runtime.hydra  # noqa: E402  (registers resolvers)
 
-CONFIG_DIR = stylenet.config.CONFIG_DIR
+CONFIG_DIR = stylenet.runtime.hydra.CONFIG_DIR
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def random_bank(path: Path, names: list[str], **export_kw) -> Path:
+def random_bank(path: Path, names: list[str], seed: int = 0, **export_kw) -> Path:
     """A tiny exported bank (one row per name, 8 channels, 1 residual block) with seeded random
-    weights: the checkpoint the command-level tests stylize with."""
-    from stylenet.checkpoint import export_inference_checkpoint
-    from stylenet.model import TransformerNet
+    weights and distinct rows (``random_network``): the checkpoint the command-level tests use."""
+    from stylenet.checkpoints.format import export_inference_checkpoint
+    from stylenet.nn.network import random_network
 
-    torch.manual_seed(0)
-    export_inference_checkpoint(TransformerNet(len(names), 8, 1), names, path, **export_kw)
+    export_inference_checkpoint(random_network(len(names), seed=seed), names, path, **export_kw)
     return path
 
 

@@ -129,7 +129,7 @@ def test_every_user_error_class_derives_from_the_base():
 
 
 def test_interrupt_exits_130_and_removes_temporary_files(tmp_path, capsys):
-    from stylenet.files import temp_path_for
+    from stylenet.io.files import temp_path_for
 
     def body():
         temp_path_for(tmp_path / "out.mp4")
@@ -159,8 +159,15 @@ def test_every_package_is_listed_and_configs_ship():
     assert Path(stylenet.configs.__file__).parent == ROOT / "configs"  # editable: the same files
 
 
+# Developer tools in scripts/: whole programs, outside the installed package on purpose.
+DEV_TOOLS = {"readme_figures.py"}
+
+
 def test_scripts_are_two_line_wrappers():
     for path in (ROOT / "scripts").glob("*.py"):
+        if path.name in DEV_TOOLS:
+            assert "stylenet.figures" not in path.read_text()
+            continue
         code = [
             ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith('"""')
         ]
@@ -171,13 +178,19 @@ def test_scripts_are_two_line_wrappers():
 def test_readme_layout_lists_every_module():
     readme = (ROOT / "README.md").read_text()
     layout = readme[readme.index("## Layout") :]
+    rows = {ln.split("|")[1].strip(): ln for ln in layout.splitlines() if ln.startswith("| `")}
     for path in sorted((ROOT / "stylenet").rglob("*.py")):
-        if path.name in ("__init__.py", "__main__.py") and path.parent.name == "stylenet":
+        rel = path.relative_to(ROOT / "stylenet")
+        if len(rel.parts) == 1:  # a top-level module: its own row (or a row naming it)
+            if path.name not in ("__init__.py", "__main__.py"):
+                assert f"`stylenet/{path.name}`" in layout, f"Layout does not list {rel}"
             continue
-        rel = path.relative_to(ROOT).as_posix()
-        if path.name == "__init__.py":
-            rel = path.parent.relative_to(ROOT).as_posix() + "/"
-        assert f"`{rel}`" in layout, f"README's layout table does not list {rel}"
+        row = rows.get(f"`stylenet/{rel.parts[0]}/`")
+        assert row, f"README's layout table has no row for stylenet/{rel.parts[0]}/"
+        if path.name != "__init__.py":
+            assert f"`{path.name}`" in row, (
+                f"Layout's stylenet/{rel.parts[0]}/ row omits {path.name}"
+            )
 
 
 def test_changes_note_lists_what_moved():
@@ -189,7 +202,7 @@ def test_changes_note_lists_what_moved():
 def test_configs_found_in_a_source_tree_without_install(monkeypatch):
     import builtins
 
-    from stylenet import paths
+    from stylenet.io import paths
 
     real_import = builtins.__import__
 
@@ -201,3 +214,51 @@ def test_configs_found_in_a_source_tree_without_install(monkeypatch):
     monkeypatch.delitem(sys.modules, "stylenet.configs", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_configs)
     assert paths.config_dir() == ROOT / "configs"
+
+
+def _package_imports(pkg: Path, root: Path = ROOT) -> dict[str, set[str]]:
+    """Module -> the stylenet packages it imports (anywhere in it, function-level included)."""
+    import ast
+
+    out: dict[str, set[str]] = {}
+    for path in pkg.rglob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] if node.level == 0 else []
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for n in names:
+                parts = n.split(".")
+                if parts[0] == "stylenet" and len(parts) > 1:
+                    found.add(parts[1])
+        out[path.relative_to(root).as_posix()] = found
+    return out
+
+
+def test_each_package_imports_only_what_its_docstring_allows():
+    import ast
+    import re
+
+    packages = [p.parent for p in (ROOT / "stylenet").glob("*/__init__.py")]
+    assert len(packages) >= 10
+    for pkg in packages:
+        doc = ast.get_docstring(ast.parse((pkg / "__init__.py").read_text())) or ""
+        assert "May import:" in doc, f"{pkg.name}'s docstring does not say what it may import"
+        allowed = set(re.findall(r"``stylenet\.(\w+)``", doc[doc.index("May import:") :]))
+        assert pkg.name not in allowed
+        for module, imported in _package_imports(pkg).items():
+            wrong = imported - allowed - {pkg.name}
+            assert not wrong, f"{module} imports stylenet.{', stylenet.'.join(sorted(wrong))}"
+
+
+def test_the_layering_check_sees_a_wrong_import(tmp_path):
+    # The check above must be able to fail: a function-level import of the training package
+    # inside `io` is found.
+    pkg = tmp_path / "stylenet" / "io"
+    pkg.mkdir(parents=True)
+    (pkg / "bad.py").write_text("def f():\n    from stylenet.training.run import train\n")
+    (pkg / "good.py").write_text("import os\nfrom stylenet.errors import OutputError\n")
+    found = _package_imports(pkg, tmp_path)
+    assert found == {"stylenet/io/bad.py": {"training"}, "stylenet/io/good.py": {"errors"}}

@@ -5,34 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylenet.bank import merge, remove, rename, reorder
-from stylenet.checkpoint import export_inference_checkpoint, load_network, read_checkpoint
+from stylenet.checkpoints.bank import merge, remove, rename, reorder
+from stylenet.checkpoints.format import export_inference_checkpoint, load_network, read_checkpoint
 from stylenet.cli.bank import main as bank_main
+from stylenet.data.styles import load_style_image, specs_from_config
 from stylenet.errors import BankError, CheckpointError, StylenetError
-from stylenet.finetune import plan_finetune
-from stylenet.losses import PerceptualLoss, VGGFeatures
-from stylenet.model import TransformerNet
-from stylenet.styles import load_style_image, specs_from_config
-from stylenet.train import train
+from stylenet.losses.perceptual import PerceptualLoss, VGGFeatures
+from stylenet.nn.network import TransformerNet, random_network
+from stylenet.training.grow import plan_finetune
+from stylenet.training.run import train
+from tests.conftest import random_bank
 
 BASE_NAMES = ["starry_night", "night_cafe"]
 
 
-def _varied(net: TransformerNet, seed: int = 0) -> TransformerNet:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n in net.norms():
-            n.gamma.copy_(1 + 0.3 * torch.randn(n.gamma.shape, generator=g))
-            n.beta.copy_(0.3 * torch.randn(n.beta.shape, generator=g))
-    return net
-
-
 @pytest.fixture
 def base(tmp_path):
-    torch.manual_seed(0)
     p = tmp_path / "base.pt"
     export_inference_checkpoint(
-        _varied(TransformerNet(2, 8, 1)), BASE_NAMES, p,
+        random_network(2), BASE_NAMES, p,
         train_config={"style": {n: {"image": f"{n}.jpg"} for n in BASE_NAMES}, "style_size": 48},
     )  # fmt: skip
     return p
@@ -83,7 +74,7 @@ def test_affine_fine_tune_adds_a_row_and_leaves_the_base_untouched(
     assert len(ev["base_sha256"]) == 64 and ev["steps"] == 12
     assert raw["style_thumbnails"][2].numel() > 100  # the new painting's thumbnail
     # the new style's loss fell from the mean-of-rows initialisation
-    from stylenet.finetune import grow_network
+    from stylenet.training.grow import grow_network
 
     plan = plan_finetune(base, specs_from_config({"the_scream": {"image": "the_scream.jpg"}}))
     start = grow_network(plan).eval()
@@ -98,7 +89,7 @@ def test_default_name_is_base_plus_new_styles(compose, base):
 
 
 def test_errors_before_training(compose, tiny_overrides, base, tmp_path, monkeypatch):
-    import stylenet.train as T
+    import stylenet.training.run as T
 
     def boom(*a, **k):
         raise AssertionError("a model was built before the inputs were checked")
@@ -133,7 +124,7 @@ def test_replace_retrains_a_row(compose, tiny_overrides, base):
 
 
 def test_full_fine_tune_replays_old_styles(compose, tiny_overrides, base, monkeypatch):
-    from stylenet.system import StyleTransferModule
+    from stylenet.training.module import StyleTransferModule
 
     seen = []
     original = StyleTransferModule.draw_styles
@@ -154,7 +145,7 @@ def test_full_fine_tune_replays_old_styles(compose, tiny_overrides, base, monkey
 
 def test_interrupted_fine_tune_resumes(compose, tiny_overrides, base, monkeypatch):
     from stylenet.errors import Interrupted
-    from stylenet.system import StyleTransferModule
+    from stylenet.training.module import StyleTransferModule
 
     original = StyleTransferModule.training_step
 
@@ -208,7 +199,7 @@ def test_remove_rename_reorder_keep_every_output(base, tmp_path, capsys):
 
 def test_merge_only_with_identical_shared_weights(base, compose, tiny_overrides, tmp_path):
     other = tmp_path / "other.pt"
-    export_inference_checkpoint(_varied(TransformerNet(1, 8, 1), 5), ["the_scream"], other)
+    random_bank(other, ["the_scream"], seed=5)
     with pytest.raises(BankError, match="shared weights differ"):
         merge(read_checkpoint(base), read_checkpoint(other))
     # two affine fine-tunes of one base share their weights: they merge

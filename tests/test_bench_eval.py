@@ -11,18 +11,13 @@ import torch
 from stylenet.bench.baseline import NaiveTransformerNet
 from stylenet.bench.inference import bench_inference
 from stylenet.bench.report import render_markdown, write_results
-from stylenet.bench.timing import environment
 from stylenet.bench.training import bench_training
-from stylenet.checkpoint import export_inference_checkpoint
-from stylenet.evaluation import (
-    EvalConfig,
-    checkerboard_score,
-    evaluate_checkpoint,
-    ssim_luma,
-    write_report,
-)
-from stylenet.model import TransformerNet
-from tests.conftest import make_photo
+from stylenet.evaluation.harness import EvalConfig, evaluate_checkpoint
+from stylenet.evaluation.measures import checkerboard_score, ssim_luma
+from stylenet.evaluation.report import write_report
+from stylenet.nn.network import TransformerNet
+from stylenet.runtime.machine import environment
+from tests.conftest import make_photo, random_bank
 
 
 def test_naive_baseline_has_the_same_architecture():
@@ -94,12 +89,8 @@ def test_ssim_and_checkerboard():
 
 
 def test_evaluate_checkpoint_writes_report(tmp_path):
-    torch.manual_seed(0)
-    net = TransformerNet(2, 8, 1)
-    ck = tmp_path / "bank.pt"
-    export_inference_checkpoint(net, ["starry_night", "the_scream"], ck)
-    single = tmp_path / "single.pt"
-    export_inference_checkpoint(TransformerNet(1, 8, 1), ["the_scream"], single)
+    ck = random_bank(tmp_path / "bank.pt", ["starry_night", "the_scream"])
+    single = random_bank(tmp_path / "single.pt", ["the_scream"], seed=1)
     photos = tmp_path / "photos"
     for i in range(2):
         make_photo(photos / f"p{i}.png", (56, 40), seed=i)
@@ -149,7 +140,7 @@ def test_gpu_suite_code_runs_quick_and_reports(tmp_path, monkeypatch):
     assert res["errors"] == [], res["errors"]
     impls = {r["impl"] for r in res["inference"]}
     # The precision the Stylizer picks on this CPU (bf16 where AMX makes it fast, fp32 elsewhere)
-    from stylenet.device import resolve_precision
+    from stylenet.runtime.device import resolve_precision
 
     p = resolve_precision("auto", torch.device("cpu"))
     assert {"naive (fp32 eager)", f"stylenet eager ({p})", f"stylenet compiled ({p})"} <= impls

@@ -11,11 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
-from stylenet.checkpoint import export_inference_checkpoint, make_thumbnail
-from stylenet.model import TransformerNet
-from stylenet.paths import SAMPLE_CONTENT_DIR, STYLE_DIR
+from stylenet.checkpoints.format import export_inference_checkpoint, make_thumbnail
+from stylenet.io.paths import SAMPLE_CONTENT_DIR, STYLE_DIR
+from stylenet.nn.network import random_network
 
 CHROMIUM = (
     os.environ.get("STYLENET_CHROMIUM")
@@ -51,12 +50,7 @@ def server(tmp_path_factory):
     _need_browser()
     from stylenet.bench.serve import live_server
 
-    torch.manual_seed(0)
-    net = TransformerNet(2, 8, 1)
-    with torch.no_grad():
-        for n in net.norms():
-            n.gamma.normal_(1.0, 0.3)
-            n.beta.normal_(0.0, 0.3)
+    net = random_network(2)
     ck = tmp_path_factory.mktemp("ck") / "bank.pt"
     thumbs = [make_thumbnail(STYLE_DIR / f"{n}.jpg") for n in ("starry_night", "the_scream")]
     export_inference_checkpoint(net, ["starry_night", "the_scream"], ck, thumbnails=thumbs)

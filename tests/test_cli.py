@@ -7,22 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.checkpoint import export_inference_checkpoint
 from stylenet.cli.export import main as export_main
 from stylenet.cli.stylize import main as stylize_main
-from stylenet.model import TransformerNet
-from tests.conftest import make_photo
+from tests.conftest import make_photo, random_bank
 
 NAMES = ["starry_night", "the_scream"]
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    net = TransformerNet(2, 8, 1)
-    p = tmp_path_factory.mktemp("ck") / "bank.pt"
-    export_inference_checkpoint(net, NAMES, p)
-    return p
+    return random_bank(tmp_path_factory.mktemp("ck") / "bank.pt", NAMES)
 
 
 def run(*args):
@@ -160,7 +154,7 @@ def test_video_round_trip(ckpt, tmp_path, capsys):
     gen.close()
     out = tmp_path / "styled.mp4"
     assert run("-c", ckpt, "-i", src, "-o", out, "--style", "0") == 0
-    from stylenet.video import probe_video
+    from stylenet.io.video import probe_video
 
     info = probe_video(out)
     assert info.frames == n
@@ -188,8 +182,8 @@ def test_export_torchscript_and_safetensors(ckpt, tmp_path, capsys):
     assert info["max_abs_diff_vs_pytorch"] < 1e-4
     st = tmp_path / "m.safetensors"
     assert export_main(["-c", str(ckpt), "-f", "safetensors", "-o", str(st)]) == 0
-    from stylenet.checkpoint import load_network
-    from stylenet.export import load_safetensors
+    from stylenet.checkpoints.export import load_safetensors
+    from stylenet.checkpoints.format import load_network
 
     net, names = load_safetensors(st)
     ref, _, _ = load_network(ckpt)

@@ -11,20 +11,14 @@ import logging
 import pytest
 import torch
 
-from stylenet.compile import ShapeCompiled
-from stylenet.inference import StylizeOptions, Stylizer
-from stylenet.model import TransformerNet
+from stylenet.inference.compile import ShapeCompiled
+from stylenet.inference.stylizer import StylizeOptions, Stylizer
+from stylenet.nn.network import random_network
 
 
 @pytest.fixture(scope="module")
 def net():
-    torch.manual_seed(0)
-    n = TransformerNet(2, 8, 1).eval()
-    with torch.no_grad():
-        for m in n.norms():
-            m.gamma.normal_(1.0, 0.3)
-            m.beta.normal_(0.0, 0.3)
-    return n
+    return random_network(2)
 
 
 def test_compiled_equals_eager(net):

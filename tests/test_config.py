@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from stylenet.config import CONFIG_DIR, run_name
-from stylenet.styles import StyleError, available_styles, specs_from_config
+from stylenet.data.styles import StyleError, available_styles, specs_from_config
+from stylenet.runtime.hydra import CONFIG_DIR, run_name
 
 STYLES = sorted(
     p.stem for p in (CONFIG_DIR / "style").glob("*.yaml") if not p.stem.startswith("bank_")
@@ -85,7 +85,7 @@ def test_per_style_size_and_loss_scale_from_config(compose):
 
 
 def test_old_weight_key_still_read(caplog):
-    with caplog.at_level("WARNING", logger="stylenet.styles"):
+    with caplog.at_level("WARNING", logger="stylenet.data.styles"):
         specs = specs_from_config({"a": {"image": "starry_night.jpg", "weight": 3.0}})
     assert specs[0].loss_scale == 3.0
     assert "'weight' is now called 'loss_scale'" in caplog.text

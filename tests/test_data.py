@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.data import ContentDataModule, ContentDataset, collate, scan_images
+from stylenet.data.photos import ContentDataModule, ContentDataset, collate, scan_images
 from stylenet.errors import DataError, ImageReadError
-from stylenet.imaging import load_image
+from stylenet.io.images import load_image
 from tests.conftest import make_photo
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.checkpoint import read_checkpoint
+from stylenet.checkpoints.format import read_checkpoint
 from stylenet.errors import BankError, OptionError
 from tests.conftest import make_photo, random_bank
 
@@ -74,7 +74,7 @@ def test_serve_memory_budget_error_names_its_flag(ckpt, capsys):
 
 
 def test_mismatched_torchvision_is_one_line(monkeypatch, capsys):
-    import stylenet.device as D
+    import stylenet.runtime.device as D
     from stylenet.cli import run_command
 
     assert D.torch_pair_problem("2.14.1", "0.29.1") is None
@@ -91,7 +91,7 @@ def test_unwritable_output_is_refused_before_any_work(ckpt, tmp_path, capsys, mo
     from stylenet.cli.bank import main as bank_main
     from stylenet.cli.export import main as export_main
     from stylenet.cli.stylize import main as stylize_main
-    from stylenet.inference import Stylizer
+    from stylenet.inference.stylizer import Stylizer
 
     def never(*a, **k):
         raise AssertionError("work started before the output was checked")
@@ -123,8 +123,8 @@ def test_folder_input_with_an_image_file_name_as_output(ckpt, tmp_path, capsys):
 
 
 def test_growing_with_a_model_override_is_one_line(old_bank):
-    from stylenet.finetune import plan_finetune
-    from stylenet.styles import specs_from_config
+    from stylenet.data.styles import specs_from_config
+    from stylenet.training.grow import plan_finetune
 
     specs = specs_from_config({"mosaic": {"image": "mosaic.jpg"}})
     args = {"base_channels": 8, "num_res_blocks": 1}
@@ -136,7 +136,7 @@ def test_growing_with_a_model_override_is_one_line(old_bank):
 
 
 def test_merge_reads_missing_model_keys_with_their_defaults(old_bank, tmp_path):
-    from stylenet.bank import merge, remove
+    from stylenet.checkpoints.bank import merge, remove
 
     grown = read_checkpoint(old_bank)
     grown["model_args"] = {**grown["model_args"], "upsample": "nearest"}  # as growing writes it
@@ -153,7 +153,7 @@ def test_merge_reads_missing_model_keys_with_their_defaults(old_bank, tmp_path):
 
 
 def test_a_bug_inside_torch_load_is_not_a_checkpoint_error(ckpt, monkeypatch):
-    from stylenet.checkpoint import read_raw
+    from stylenet.checkpoints.format import read_raw
 
     def buggy(*a, **k):
         raise TypeError("a bug")
@@ -164,7 +164,7 @@ def test_a_bug_inside_torch_load_is_not_a_checkpoint_error(ckpt, monkeypatch):
 
 
 def test_a_bug_reading_a_weights_file_is_not_a_weights_error(tmp_path, monkeypatch):
-    from stylenet import weights
+    from stylenet.losses import weights
 
     f = tmp_path / "w.pth"
     torch.save({"0.weight": torch.zeros(1)}, f)
@@ -184,7 +184,7 @@ def test_a_bug_in_a_suite_row_stops_the_suite():
 
 
 def test_a_bug_loading_evaluation_photos_is_not_skipped(tmp_path, monkeypatch):
-    import stylenet.evaluation as E
+    import stylenet.evaluation.harness as E
 
     make_photo(tmp_path / "p.png", (64, 48))
     monkeypatch.setattr(E, "load_image", lambda p: (_ for _ in ()).throw(KeyError("bug")))
@@ -198,9 +198,9 @@ def test_a_bug_loading_evaluation_photos_is_not_skipped(tmp_path, monkeypatch):
 def test_every_jpeg_written_keeps_full_colour_resolution(ckpt, tmp_path):
     from PIL import JpegImagePlugin
 
-    from stylenet.checkpoint import make_thumbnail
+    from stylenet.checkpoints.format import make_thumbnail
     from stylenet.cli.stylize import main as stylize_main
-    from stylenet.files import encode_image, save_image
+    from stylenet.io.files import encode_image, save_image
 
     def sampling(data: bytes) -> int:
         return JpegImagePlugin.get_sampling(Image.open(io.BytesIO(data)))
@@ -249,8 +249,8 @@ def test_served_jpegs_keep_full_colour_resolution(ckpt):
 )
 def test_config_values_are_checked_before_anything_starts(compose, tiny_overrides, override,
                                                           expected, monkeypatch):  # fmt: skip
-    import stylenet.train as T
-    from stylenet.train import train
+    import stylenet.training.run as T
+    from stylenet.training.run import train
 
     monkeypatch.setattr(T, "build_datamodule", lambda cfg: (_ for _ in ()).throw(AssertionError))
     with pytest.raises(OptionError) as e:
@@ -279,7 +279,7 @@ def test_a_refused_run_leaves_no_run_folder(tmp_path):
 
 
 def test_a_mistyped_sample_root_is_an_error(tmp_path, monkeypatch):
-    from stylenet.data import ContentDataModule
+    from stylenet.data.photos import ContentDataModule
     from stylenet.errors import DataError
 
     monkeypatch.chdir(tmp_path)
@@ -289,7 +289,7 @@ def test_a_mistyped_sample_root_is_an_error(tmp_path, monkeypatch):
 
 
 def test_few_training_photos_get_a_warning(tmp_path, caplog):
-    from stylenet.data import MIN_TRAINING_PHOTOS, ContentDataModule
+    from stylenet.data.photos import MIN_TRAINING_PHOTOS, ContentDataModule
 
     for i in range(5):
         make_photo(tmp_path / f"p{i}.png", (64, 64), seed=i)
@@ -300,7 +300,7 @@ def test_few_training_photos_get_a_warning(tmp_path, caplog):
 
 
 def test_exclusion_list_keeps_photos_out_of_training(tmp_path):
-    from stylenet.data import ContentDataModule
+    from stylenet.data.photos import ContentDataModule
     from stylenet.errors import DataError
 
     for i in range(8):
@@ -323,8 +323,8 @@ def test_exclusion_list_keeps_photos_out_of_training(tmp_path):
 
 def test_sigterm_during_start_up_is_one_line_and_leaves_nothing(compose, tiny_overrides,
                                                                 tmp_path, monkeypatch):  # fmt: skip
-    import stylenet.train as T
-    from stylenet.data import ContentDataModule
+    import stylenet.training.run as T
+    from stylenet.data.photos import ContentDataModule
     from stylenet.errors import Interrupted
 
     original = ContentDataModule.prepare
@@ -343,7 +343,7 @@ def test_sigterm_during_start_up_is_one_line_and_leaves_nothing(compose, tiny_ov
 
 
 def test_progress_bar_counts_the_runs_steps_after_a_resume(compose, tiny_overrides, capsys):
-    from stylenet.train import train
+    from stylenet.training.run import train
 
     ov = [o for o in tiny_overrides if "enable_progress_bar" not in o]
     train(compose([*ov, "trainer.max_steps=4"]))

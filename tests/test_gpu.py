@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylenet.inference import StylizeOptions, Stylizer
-from stylenet.memory import forward_bytes
-from stylenet.model import TransformerNet
+from stylenet.inference.memory import forward_bytes
+from stylenet.inference.stylizer import StylizeOptions, Stylizer
+from stylenet.nn.network import random_network
 
 pytestmark = pytest.mark.gpu
 
@@ -15,13 +15,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def _net(c=32, styles=2):
-    torch.manual_seed(0)
-    n = TransformerNet(styles, c, 5).eval()
-    with torch.no_grad():
-        for m in n.norms():
-            m.gamma.normal_(1.0, 0.3)
-            m.beta.normal_(0.0, 0.3)
-    return n
+    return random_network(styles, c, 5)
 
 
 @needs_cuda
@@ -65,8 +59,8 @@ def test_memory_estimate_bounds_the_measured_peak():
 
 @needs_cuda
 def test_a_few_bf16_mixed_steps_lower_the_loss(compose, tiny_overrides):
-    from stylenet.styles import specs_from_config
-    from stylenet.train import build_module
+    from stylenet.data.styles import specs_from_config
+    from stylenet.training.build import build_module
 
     cfg = compose(tiny_overrides + ["style=[starry_night,the_scream]"])
     torch.manual_seed(0)

@@ -5,24 +5,18 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.checkpoint import export_inference_checkpoint
+from stylenet.checkpoints.format import export_inference_checkpoint
 from stylenet.errors import ImageTooSmallError, OptionError, StyleSpecError
-from stylenet.imaging import preserve_color
-from stylenet.inference import Stylizer, parse_style_spec
-from stylenet.model import TransformerNet
+from stylenet.inference.stylizer import Stylizer, parse_style_spec
+from stylenet.io.images import preserve_color
+from stylenet.nn.network import random_network
 
 NAMES = ["starry_night", "the_scream", "night_cafe"]
 
 
 @pytest.fixture(scope="module")
 def net():
-    torch.manual_seed(0)
-    n = TransformerNet(3, 8, 1).eval()
-    with torch.no_grad():
-        for m in n.norms():
-            m.gamma.copy_(1 + 0.5 * torch.randn_like(m.gamma))
-            m.beta.copy_(0.5 * torch.randn_like(m.beta))
-    return n
+    return random_network(3, spread=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stylenet.errors import LayerNameError
-from stylenet.losses import (
+from stylenet.losses.perceptual import (
     PerceptualLoss,
     VGGFeatures,
     content_loss,

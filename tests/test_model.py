@@ -3,17 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylenet.model import ConditionalInstanceNorm2d, TransformerNet
+from stylenet.nn.network import TransformerNet, random_network
+from stylenet.nn.norm import ConditionalInstanceNorm2d
 
 
 def _net(styles=3, c=8, res=1, seed=0):
-    torch.manual_seed(seed)
-    net = TransformerNet(styles, c, res).eval()
-    with torch.no_grad():  # distinct, non-trivial rows per style
-        for n in net.norms():
-            n.gamma.copy_(1 + 0.5 * torch.randn_like(n.gamma))
-            n.beta.copy_(0.5 * torch.randn_like(n.beta))
-    return net
+    return random_network(styles, c, res, seed=seed, spread=0.5)
 
 
 @pytest.mark.parametrize("hw", [(65, 97), (32, 32), (17, 23), (16, 16), (16, 130)])
@@ -93,3 +88,59 @@ def test_gradients_reach_every_style_row_used():
     net(x, net.one_hot([1, 1])).mean().backward()
     g = net.out_norm.gamma.grad
     assert g[1].abs().sum() > 0 and g[0].abs().sum() == 0
+
+
+# ----------------------------------------------------------------------------- style parameters
+def test_a_rows_parameters_give_exactly_that_style():
+    from stylenet.nn.params import LayerParams
+
+    net, x = _net(3), torch.rand(2, 3, 36, 44)
+    with torch.no_grad():
+        by_mix = net(x, net.one_hot([2, 0]))
+        by_rows = net(x, net.row_params([2, 0]))
+        assert isinstance(net.row_params(1), LayerParams)
+        assert torch.equal(by_mix, by_rows)  # one-hot mixes select the row exactly
+        assert not torch.equal(by_rows[0], net(x[:1], net.row_params(1))[0])
+
+
+def test_extra_rows_mix_with_the_banks_rows_as_if_they_were_stored():
+    from stylenet.nn.params import RowMix
+
+    bank, wide = _net(2), _net(3)
+    with torch.no_grad():  # `bank` is `wide` without its last row
+        for nb, nw in zip(bank.norms(), wide.norms(), strict=True):
+            for name in nb.ROW_PARAMS:
+                getattr(nb, name).copy_(getattr(nw, name)[:2])
+        for cb, cw in zip(bank.parameters(), wide.parameters(), strict=True):
+            if cb.shape == cw.shape:
+                cb.copy_(cw)
+        last = wide.row_params(2)
+        extra = [(g, b) for g, b in zip(last.gammas, last.betas, strict=True)]
+        x = torch.rand(1, 3, 32, 32)
+        mix = torch.tensor([[0.2, 0.3, 0.5]])
+        assert torch.allclose(bank(x, RowMix(mix, extra)), wide(x, mix), atol=1e-6)
+        mask = torch.rand(1, 3, 32, 32).softmax(1)  # share maps work the same way
+        assert torch.allclose(bank(x, RowMix(mask, extra)), wide(x, mask), atol=1e-6)
+        with pytest.raises(ValueError, match="S=3"):
+            bank(x, RowMix(torch.tensor([[0.5, 0.5]]), extra))
+
+
+def test_per_layer_parameters_are_checked_against_the_network():
+    from stylenet.nn.params import LayerParams
+
+    net, x = _net(2), torch.rand(1, 3, 32, 32)
+    p = net.row_params(0)
+    with pytest.raises(ValueError, match="batch of 1, not 2"):
+        net(torch.cat([x, x]), p)
+    wrong = LayerParams([g[:, :1] for g in p.gammas], p.betas)
+    with pytest.raises(ValueError, match="channels"):
+        net(x, wrong)
+
+
+def test_the_network_owns_its_row_keys():
+    net = _net(2)
+    rows = {k for k in net.state_dict() if TransformerNet.is_row_key(k)}
+    assert rows == {f"{n}.{p}" for n, m in net.named_modules() if hasattr(m, "ROW_PARAMS")
+                    for p in m.ROW_PARAMS}  # fmt: skip
+    assert all(net.state_dict()[k].shape[0] == 2 for k in rows)
+    assert not any(TransformerNet.is_row_key(k) for k in ("out.conv.weight", "down.0.conv.bias"))

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from stylenet.errors import LayerNameError, OptimizeError
-from stylenet.losses import PerceptualLoss, VGGFeatures
-from stylenet.optimize import optimize_image
+from stylenet.losses.perceptual import PerceptualLoss, VGGFeatures
+from stylenet.optimization.gatys import optimize_image
 from tests.conftest import make_photo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def test_style_layer_names_validated(vgg):
 
 
 def test_too_large_suggests_smaller(vgg, monkeypatch):
-    import stylenet.optimize as O
+    import stylenet.optimization.gatys as O
 
     monkeypatch.setattr(O, "_available_bytes", lambda d: 1 << 20)
     with pytest.raises(OptimizeError, match="smaller size or coarse-to-fine"):

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from stylenet.cli.stylize import main as stylize_main
-from stylenet.video import probe_video
+from stylenet.io.video import probe_video
 from tests import media
 from tests.conftest import random_bank
 
@@ -199,8 +199,8 @@ def test_http_api_takes_odd_media(ckpt, odd, tmp_path):
 def test_optimize_takes_odd_media(odd, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from stylenet.config import CONFIG_DIR
-    from stylenet.optimize_run import run
+    from stylenet.optimization.run import run
+    from stylenet.runtime.hydra import CONFIG_DIR
 
     folder, _ = odd
     big = media.jpeg(tmp_path / "big.jpg", 4000, 3000)
@@ -217,7 +217,7 @@ def test_optimize_takes_odd_media(odd, tmp_path):
 
 
 def test_evaluate_takes_odd_media(ckpt, odd, tmp_path):
-    from stylenet.evaluation import EvalConfig, evaluate_checkpoint
+    from stylenet.evaluation.harness import EvalConfig, evaluate_checkpoint
 
     folder, sizes = odd
     photos = tmp_path / "photos"
@@ -235,9 +235,9 @@ def test_evaluate_takes_odd_media(ckpt, odd, tmp_path):
 
 
 def test_training_scan_and_run_on_odd_media(odd, tmp_path, compose, tiny_overrides):
-    from stylenet.data import scan_images
-    from stylenet.imaging import list_images
-    from stylenet.train import train
+    from stylenet.data.photos import scan_images
+    from stylenet.io.images import list_images
+    from stylenet.training.run import train
 
     folder, sizes = odd
     photos = tmp_path / "train"

@@ -18,13 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.checkpoint import export_inference_checkpoint
 from stylenet.cli.export import main as export_main
 from stylenet.cli.stylize import main as stylize_main
 from stylenet.errors import DataError, OptionError
-from stylenet.model import TransformerNet
-from stylenet.train import train
-from tests.conftest import make_photo
+from stylenet.training.run import train
+from tests.conftest import make_photo, random_bank
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "STYLENET_FORCE_CPU": "1", "STYLENET_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -34,7 +32,7 @@ ENV = {**os.environ, "STYLENET_FORCE_CPU": "1", "STYLENET_OFFLINE": "1", "PYTHON
 def ckpt(tmp_path_factory):
     torch.manual_seed(0)
     p = tmp_path_factory.mktemp("ck") / "bank.pt"
-    export_inference_checkpoint(TransformerNet(2, 8, 1), ["starry_night", "the_scream"], p)
+    random_bank(p, ["starry_night", "the_scream"])
     return p
 
 
@@ -65,7 +63,7 @@ def _clip(path: Path, n: int, w: int = 64, h: int = 48) -> Path:
 
 def test_training_never_replaces_a_network_it_did_not_create(compose, tiny_overrides, tmp_path):
     shipped = tmp_path / "exported" / "test.pt"
-    export_inference_checkpoint(TransformerNet(1, 8, 1), ["starry_night"], shipped)
+    random_bank(shipped, ["starry_night"])
     before = shipped.read_bytes()
     for _ in range(2):  # twice: nothing rotates a backup away
         res = train(compose(tiny_overrides + ["ckpt_path=null", "trainer.max_steps=2"]))
@@ -104,7 +102,7 @@ def test_memory_budget_tiles_automatically_or_refuses(ckpt, tmp_path, capsys):
 
 
 def test_memory_budget_plan_stays_within_budget(ckpt):
-    from stylenet.inference import StylizeOptions, Stylizer
+    from stylenet.inference.stylizer import StylizeOptions, Stylizer
 
     st = Stylizer(ckpt, device="cpu", precision="fp32", memory_budget=300 * 2**20)
     plan = st.plan(2000, 1500, StylizeOptions(max_size=0))
@@ -118,7 +116,7 @@ def test_peak_memory_stays_within_the_budget(ckpt, tmp_path):
     code = f"""
 import torch, gc
 from PIL import Image
-from stylenet.inference import Stylizer
+from stylenet.inference.stylizer import Stylizer
 def rss():
     for l in open('/proc/self/status'):
         if l.startswith('VmRSS'): return int(l.split()[1]) * 1024
@@ -406,7 +404,7 @@ def test_large_photos_downscaled_with_a_note(ckpt, tmp_path, capsys):
 
 
 def test_tiled_runs_report_progress(ckpt):
-    from stylenet.inference import Stylizer
+    from stylenet.inference.stylizer import Stylizer
 
     st = Stylizer(ckpt, device="cpu", precision="fp32")
     seen = []

@@ -20,10 +20,12 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from stylenet.checkpoint import export_inference_checkpoint, make_thumbnail  # noqa: E402
-from stylenet.inference import StylizeOptions, Stylizer  # noqa: E402
-from stylenet.model import TransformerNet  # noqa: E402
-from stylenet.paths import STYLE_DIR  # noqa: E402
+from stylenet.checkpoints.format import export_inference_checkpoint, make_thumbnail  # noqa: E402
+from stylenet.inference.stylizer import StylizeOptions, Stylizer  # noqa: E402
+from stylenet.io.paths import STYLE_DIR  # noqa: E402
+from stylenet.nn.network import (
+    random_network,
+)
 from stylenet.serve.app import create_app  # noqa: E402
 from stylenet.serve.config import ServeConfig  # noqa: E402
 from stylenet.serve.engine import Engine, QueueFull  # noqa: E402
@@ -33,12 +35,7 @@ NAMES = ["starry_night", "the_scream"]
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    net = TransformerNet(2, 8, 1)
-    with torch.no_grad():
-        for n in net.norms():
-            n.gamma.normal_(1.0, 0.3)
-            n.beta.normal_(0.0, 0.3)
+    net = random_network(2)
     p = tmp_path_factory.mktemp("ck") / "bank.pt"
     thumbs = [make_thumbnail(STYLE_DIR / "starry_night.jpg"), None]  # the second has none
     export_inference_checkpoint(net, NAMES, p, thumbnails=thumbs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylenet.evaluation import flicker_figures, pan_clip, still_camera_clip
-from stylenet.temporal import TemporalSmoother, global_shift, shift_with_mask
+from stylenet.evaluation.flicker import flicker_figures, pan_clip, still_camera_clip
+from stylenet.inference.temporal import TemporalSmoother, global_shift, shift_with_mask
 
 
 def _smooth_img(seed, h=64, w=96):

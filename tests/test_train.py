@@ -3,11 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylenet.checkpoint import export_inference_checkpoint, load_network, read_checkpoint
+from stylenet.checkpoints.format import load_network, read_checkpoint
+from stylenet.data.styles import specs_from_config
 from stylenet.errors import CheckpointError, OptionError, TrainingError
-from stylenet.model import TransformerNet
-from stylenet.styles import specs_from_config
-from stylenet.train import build_module, train
+from stylenet.training.build import build_module
+from stylenet.training.run import train
+from tests.conftest import random_bank
 
 
 def test_few_steps_lower_the_loss(compose, tiny_overrides):
@@ -97,14 +98,14 @@ def test_nan_loss_stops_with_step_and_keeps_last_good(compose, tiny_overrides, t
 
 
 def test_missing_data_root_fails_before_model(compose, tiny_overrides, tmp_path, monkeypatch):
-    import stylenet.train as T
+    import stylenet.training.run as T
 
     def boom(*a, **k):
         raise AssertionError("model built before the data root was checked")
 
     monkeypatch.setattr(T, "build_module", boom)
     cfg = compose(tiny_overrides + [f"data.root={tmp_path / 'nope'}"])
-    from stylenet.data import DataError
+    from stylenet.data.photos import DataError
 
     try:
         train(cfg)
@@ -114,7 +115,7 @@ def test_missing_data_root_fails_before_model(compose, tiny_overrides, tmp_path,
 
 
 def test_missing_style_image_named(compose, tiny_overrides, tmp_path):
-    from stylenet.styles import StyleError
+    from stylenet.data.styles import StyleError
 
     cfg = compose(tiny_overrides + [f"style.starry_night.image={tmp_path / 'gone.jpg'}"])
     try:
@@ -136,7 +137,7 @@ def test_missing_style_image_named(compose, tiny_overrides, tmp_path):
 
 
 def test_lr_factor_warmup_then_cosine():
-    from stylenet.system import lr_factor
+    from stylenet.training.module import lr_factor
 
     def f(step):
         return lr_factor(step, 100, "cosine", warmup_steps=10, min_lr_ratio=0.1)
@@ -153,7 +154,7 @@ def test_cosine_schedule_reaches_the_optimizer(compose, tiny_overrides, tmp_path
                                     "optim.min_lr_ratio=0.2", "optim.lr=0.01"])  # fmt: skip
     train(cfg)
     ck = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    from stylenet.system import lr_factor
+    from stylenet.training.module import lr_factor
 
     expected = 0.01 * lr_factor(4, 4, "cosine", 2, 0.2)  # after 4 steps of 4: the floor
     assert ck["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(expected)
@@ -174,7 +175,7 @@ def test_ckpt_path_errors(compose, tiny_overrides, tmp_path):
     with pytest.raises(TrainingError, match="ckpt_path=last"):
         train(compose(tiny_overrides + ["ckpt_path=last"]))
     exported = tmp_path / "inference.pt"
-    export_inference_checkpoint(TransformerNet(1, 8, 1), ["a"], exported)
+    random_bank(exported, ["a"])
     with pytest.raises(CheckpointError, match="finetune.from"):
         train(compose(tiny_overrides + [f"ckpt_path={exported}"]))
 
@@ -208,7 +209,7 @@ def test_truncated_last_checkpoint_falls_back_to_an_older_one(compose, tiny_over
 
 def test_export_never_replaces_a_network_this_run_did_not_make(compose, tiny_overrides, tmp_path):
     shipped = tmp_path / "exported" / "test.pt"
-    export_inference_checkpoint(TransformerNet(1, 8, 1), ["starry_night"], shipped)
+    random_bank(shipped, ["starry_night"])
     before = shipped.read_bytes()
     res = train(compose(tiny_overrides))
     assert res.export_path == tmp_path / "exported" / "test-2.pt"
@@ -229,7 +230,7 @@ def test_export_never_replaces_a_network_this_run_did_not_make(compose, tiny_ove
 
 def test_interrupt_saves_and_resumes(compose, tiny_overrides, tmp_path, monkeypatch):
     from stylenet.errors import Interrupted
-    from stylenet.system import StyleTransferModule
+    from stylenet.training.module import StyleTransferModule
 
     original = StyleTransferModule.training_step
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
 
-from stylenet import device, memory, signals, tiling
 from stylenet.errors import OptionError
+from stylenet.inference import memory, tiling
+from stylenet.runtime import device, signals
 
 CPU = torch.device("cpu")
 
@@ -121,3 +123,26 @@ def test_first_signal_requests_a_stop_the_second_interrupts_at_once():
         signals.restore(previous)
     assert not signals.requested.is_set()
     assert signal.getsignal(signal.SIGTERM) is previous[signal.SIGTERM]
+
+
+def test_the_package_finds_its_own_files():
+    from stylenet.io.paths import PACKAGE_DIR, SAMPLE_CONTENT_DIR, STYLE_DIR, config_dir
+
+    assert (PACKAGE_DIR / "__init__.py").is_file() and PACKAGE_DIR.name == "stylenet"
+    assert (STYLE_DIR / "starry_night.jpg").is_file()
+    assert any(SAMPLE_CONTENT_DIR.glob("*.jpg"))
+    assert (config_dir() / "train.yaml").is_file()
+
+
+def test_the_shipped_checkpoints_still_load():
+    # The file format is data, not a module path: files written by every earlier layout load.
+    from stylenet.checkpoints.format import FORMAT, load_network, read_raw
+
+    assert FORMAT == "stylenet.inference"
+    root = Path(__file__).resolve().parent.parent / "checkpoints"
+    shipped = sorted(root.glob("*.pt"))
+    assert shipped, "no shipped checkpoints"
+    for path in shipped:
+        assert read_raw(path)["format"] == FORMAT
+        net, names, _ = load_network(path)
+        assert net.num_styles == len(names) >= 1

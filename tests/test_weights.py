@@ -10,8 +10,8 @@ import pytest
 import torch
 from torchvision.models import vgg16
 
-from stylenet import weights as W
-from stylenet.files import save_torch
+from stylenet.io.files import save_torch
+from stylenet.losses import weights as W
 
 
 def _synthetic_tree(seed: int = 0) -> dict:

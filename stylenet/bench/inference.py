@@ -13,18 +13,12 @@ import torch
 
 from stylenet.bench.baseline import NaiveTransformerNet, count_params
 from stylenet.bench.timing import time_fn
-from stylenet.device import cpu_bf16_fast
-from stylenet.model import TransformerNet
+from stylenet.nn.network import TransformerNet, random_network
+from stylenet.runtime.device import cpu_bf16_fast
 
 
 def _random_styled_net(base_channels: int, num_styles: int = 1) -> TransformerNet:
-    torch.manual_seed(0)
-    net = TransformerNet(num_styles, base_channels, 5).eval()
-    with torch.no_grad():
-        for n in net.norms():
-            n.gamma.normal_(1.0, 0.2)
-            n.beta.normal_(0.0, 0.2)
-    return net
+    return random_network(num_styles, base_channels, 5, spread=0.2)
 
 
 def bench_inference(
@@ -44,7 +38,7 @@ def bench_inference(
 ) -> list[dict[str, Any]]:
     """``compiled``: also time each variant through the shape-compiled path (``--compile on``),
     with its first call (the compilation) recorded as ``first_call_s``."""
-    from stylenet.inference import StylizeOptions, Stylizer
+    from stylenet.inference.stylizer import StylizeOptions, Stylizer
 
     rows: list[dict[str, Any]] = []
     cuda = device == "cuda"
@@ -59,7 +53,7 @@ def bench_inference(
             onnx = False
     dev = torch.device(device)
     if checkpoint:
-        from stylenet.checkpoint import load_network
+        from stylenet.checkpoints.format import load_network
 
         full, names, _ = load_network(checkpoint)
     else:
@@ -131,7 +125,7 @@ def _onnx_rows(net: TransformerNet, base: dict, s: int, repeats: int, add) -> li
         return []
     import tempfile
 
-    from stylenet.export import export_onnx, onnx_session, run_onnx
+    from stylenet.checkpoints.export import export_onnx, onnx_session, run_onnx
 
     with tempfile.TemporaryDirectory() as d:
         path = export_onnx(net, Path(d) / "m.onnx")

@@ -23,7 +23,7 @@ KIT_WHEELS = ("hydra-core==1.3.2", "omegaconf==2.3.0", "antlr4-python3-runtime==
 
 
 def prepare_kit(out: Path, python_version: str = "3.12") -> list[Path]:
-    from stylenet.weights import export_compact
+    from stylenet.losses.weights import export_compact
 
     out.mkdir(parents=True, exist_ok=True)
     made = [export_compact(out / "vgg16_relu43_fp16.pth")]

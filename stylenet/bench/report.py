@@ -8,7 +8,7 @@ from typing import Any
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> Path:
-    from stylenet.files import write_text
+    from stylenet.io.files import write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = "cuda" if results["env"].get("cuda") else "cpu"
@@ -104,7 +104,7 @@ def render_markdown(
             lines += ["| memory of one pass | precision | size | batch | estimate MB | measured peak MB |",
                       "|---|---|---:|---:|---:|---:|"]  # fmt: skip
             for x in mem:
-                lines.append(f"| stylenet.memory estimate | {x['precision']} | {x['width']}x{x['height']} | "
+                lines.append(f"| stylenet.inference.memory estimate | {x['precision']} | {x['width']}x{x['height']} | "
                              f"{x['batch']} | {x['estimate_mb']} | {x.get('measured_peak_mb')} |")  # fmt: skip
             lines.append("")
         tr = r.get("training", [])

@@ -10,7 +10,7 @@ the studies that this module can run:
 - ``flicker``: temporal smoothing strengths on the sample clip, a still-camera clip and a pan;
 - ``jpeg``: the evaluation loss of one network's outputs saved as PNG, 4:4:4 JPEG and 4:2:0 JPEG;
 - ``checkerboard-tiny``: nearest against bilinear upsampling in the quality test's tiny run;
-- ``memory``: peak memory of one forward pass per pixel and channel (``stylenet.memory``);
+- ``memory``: peak memory of one forward pass per pixel and channel (``stylenet.inference.memory``);
 - ``train-compile``: training steps per second with and without ``trainer.compile``.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from stylenet.bench.timing import environment
+from stylenet.runtime.machine import environment
 
 STUDIES = ("flicker", "jpeg", "checkerboard-tiny", "memory", "train-compile")
 
@@ -44,7 +44,7 @@ def study(
 
 
 def write_study(data: dict[str, Any], out_dir: Path) -> Path:
-    from stylenet.files import write_text
+    from stylenet.io.files import write_text
 
     return write_text(out_dir / f"{data['study']}.json", json.dumps(data, indent=2) + "\n")
 
@@ -86,17 +86,17 @@ def render_study(data: dict[str, Any]) -> str:
 
 def flicker_study(checkpoint: str, video: str, style: str = "starry_night", size: int = 256,
                   strengths: Sequence[float] = (0.0, 0.5, 0.8)) -> dict[str, Any]:  # fmt: skip
-    """Flicker of three clips at several temporal-smoothing strengths (``stylenet.temporal``)."""
-    from stylenet.evaluation import (
+    """Flicker of three clips at several temporal-smoothing strengths (``stylenet.inference.temporal``)."""
+    from stylenet.evaluation.flicker import (
         flicker_figures,
         pan_clip,
         read_clip,
         still_camera_clip,
         stylize_clip,
     )
-    from stylenet.imaging import image_to_tensor, load_image, resize_long
-    from stylenet.inference import Stylizer
-    from stylenet.paths import SAMPLE_CONTENT_DIR
+    from stylenet.inference.stylizer import Stylizer
+    from stylenet.io.images import image_to_tensor, load_image, resize_long
+    from stylenet.io.paths import SAMPLE_CONTENT_DIR
 
     st = Stylizer(checkpoint, precision="fp32", compile="off")
     sample = read_clip(Path(video), size)
@@ -126,7 +126,7 @@ def flicker_study(checkpoint: str, video: str, style: str = "starry_night", size
         "same for the input; 1.0: the output changes as much as the video) and, for the pan, the "
         "error after aligning consecutive outputs by the camera's shift (0..255 units). "
         f"`{Path(checkpoint).name}`, {style}, {size} px, `--temporal` at each strength "
-        "(`stylenet.temporal.TemporalSmoother`: each frame blended with the previous output, "
+        "(`stylenet.inference.temporal.TemporalSmoother`: each frame blended with the previous output, "
         "aligned to the pan, where the input did not change).",
         [{"caption": "", "columns": cols, "rows": rows}],
         commands=[f"stylenet-bench --study flicker --checkpoint {checkpoint} --video {video}"],
@@ -139,14 +139,14 @@ FLICKER_GOAL = 1.15  # frame-difference ratio a still-camera clip should reach
 
 def flicker_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
     """What the flicker rows say about the default strength, read from the rows themselves."""
-    from stylenet.temporal import DEFAULT_STRENGTH
+    from stylenet.inference.temporal import DEFAULT_STRENGTH
 
     key = f"t{DEFAULT_STRENGTH:g}"
     still = [r for r in rows[:2] if r.get(key) is not None]
     met = [r["clip"] for r in still if r[key] <= FLICKER_GOAL]
     missed = [f"{r['clip']}: {r[key]:.2f}" for r in still if r[key] > FLICKER_GOAL]
     text = (f"At the default strength of `stylenet-stylize` for videos ({DEFAULT_STRENGTH:g}, "
-            f"`stylenet.temporal.DEFAULT_STRENGTH`) the goal of {FLICKER_GOAL} is met on "
+            f"`stylenet.inference.temporal.DEFAULT_STRENGTH`) the goal of {FLICKER_GOAL} is met on "
             f"{len(met)} of the {len(still)} still-camera clips")  # fmt: skip
     text += f"; not on {'; '.join(missed)}." if missed else "."
     return [text, "A stability term in training (Gupta et al. 2017) was not tried."]
@@ -157,10 +157,12 @@ def jpeg_study(checkpoint: str, content_dir: str, photos: Sequence[str] | None =
     """One network's outputs saved three ways and scored with the evaluation loss."""
     from PIL import Image
 
-    from stylenet.evaluation import build_eval_loss, checkerboard_score, eval_terms, load_photos
-    from stylenet.imaging import image_to_tensor, load_image, resize_long, tensor_to_image
-    from stylenet.inference import StylizeOptions, Stylizer
-    from stylenet.styles import resolve_style_image
+    from stylenet.data.styles import resolve_style_image
+    from stylenet.evaluation.harness import load_photos
+    from stylenet.evaluation.loss import build_eval_loss, eval_terms
+    from stylenet.evaluation.measures import checkerboard_score
+    from stylenet.inference.stylizer import StylizeOptions, Stylizer
+    from stylenet.io.images import image_to_tensor, load_image, resize_long, tensor_to_image
 
     st = Stylizer(checkpoint, precision="fp32", compile="off")
     loss = build_eval_loss().to(st.device)
@@ -206,12 +208,12 @@ def tiny_checkerboard(upsample: str, steps: int = 60, seed: int = 0) -> list[flo
     two photos it did not see."""
     import random
 
-    from stylenet.evaluation import checkerboard_score
-    from stylenet.imaging import image_to_tensor, load_image, resize_long
-    from stylenet.losses import PerceptualLoss, VGGFeatures
-    from stylenet.model import TransformerNet
-    from stylenet.paths import SAMPLE_CONTENT_DIR, STYLE_DIR
-    from stylenet.vgg import DEFAULT_STYLE_LAYERS
+    from stylenet.evaluation.measures import checkerboard_score
+    from stylenet.io.images import image_to_tensor, load_image, resize_long
+    from stylenet.io.paths import SAMPLE_CONTENT_DIR, STYLE_DIR
+    from stylenet.losses.perceptual import PerceptualLoss, VGGFeatures
+    from stylenet.nn.network import TransformerNet
+    from stylenet.nn.vgg import DEFAULT_STYLE_LAYERS
 
     torch.manual_seed(seed)
     random.seed(seed)
@@ -262,7 +264,7 @@ def checkerboard_tiny_study() -> dict[str, Any]:
 
 _MEMORY_PROBE = """
 import sys, torch
-from stylenet.model import TransformerNet
+from stylenet.nn.network import TransformerNet
 c, side, dtype, cl = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 torch.set_num_threads(2)
 def hwm():
@@ -287,11 +289,11 @@ print(hwm() - before)
 def memory_study(sides: Sequence[int] = (512, 1024, 2048)) -> dict[str, Any]:
     """Peak resident memory of one forward pass per pixel and base channel, each in a fresh
     process (``VmHWM`` before and after one ``net.core`` call): the coefficients of
-    ``stylenet.memory``."""
+    ``stylenet.inference.memory``."""
     import subprocess
     import sys
 
-    from stylenet.device import cpu_bf16_fast
+    from stylenet.runtime.device import cpu_bf16_fast
 
     rows = []
     settings = [("fp32", True), ("fp32", False), ("bf16", True)]
@@ -312,7 +314,7 @@ def memory_study(sides: Sequence[int] = (512, 1024, 2048)) -> dict[str, Any]:
         "memory", "Memory of one forward pass",
         "Peak resident memory that one forward pass adds, in bytes per pixel per base channel "
         "(the network's `base_channels`), measured in a fresh process per cell (`VmHWM` before "
-        "and after one `net.core` call on a square image, 2 threads). `stylenet.memory` budgets "
+        "and after one `net.core` call on a square image, 2 threads). `stylenet.inference.memory` budgets "
         f"with a figure at or above the largest of its row. This CPU {'has' if cpu_bf16_fast() else 'lacks'} "
         "AMX, which decides whether bf16 runs in oneDNN's kernels or an emulated path.",
         [{"caption": "", "columns": cols, "rows": rows}],
@@ -329,8 +331,8 @@ def train_compile_study(steps: int = 60, warm: int = 10) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from pytorch_lightning.callbacks import Callback
 
-    from stylenet.config import CONFIG_DIR
-    from stylenet.train import train
+    from stylenet.runtime.hydra import CONFIG_DIR
+    from stylenet.training.run import train
 
     class Clock(Callback):
         def __init__(self) -> None:

@@ -5,7 +5,7 @@
 - inference at 1024x1024 batch 1 and 8 and at 2048x2048: the naive fp32 eager baseline, our
   eager path (NCHW, the CUDA default, and channels_last), our compiled path (and, at 1024 batch
   1, compiled with CUDA graphs), with the compile time of each shape;
-- the memory estimate of ``stylenet.memory`` against the measured peak;
+- the memory estimate of ``stylenet.inference.memory`` against the measured peak;
 - a tiled 4096x4096 image;
 - training throughput of short real runs (the module and Lightning trainer of ``stylenet-train``)
   with the default recipe and ``experiment=fast_gpu``, measured after compilation;
@@ -29,9 +29,10 @@ from typing import Any
 import torch
 
 from stylenet.bench.baseline import NaiveTransformerNet, count_params
-from stylenet.bench.timing import environment, time_fn
+from stylenet.bench.timing import time_fn
 from stylenet.errors import StylenetError
-from stylenet.model import TransformerNet
+from stylenet.nn.network import TransformerNet, random_network
+from stylenet.runtime.machine import environment
 
 # What makes one row fail on a given machine without the suite being wrong: out of memory and
 # CUDA/compiler errors (RuntimeError), a missing toolchain or file (OSError, ImportError), a
@@ -42,13 +43,7 @@ ROW_ERRORS = (RuntimeError, OSError, ImportError, ValueError, subprocess.Subproc
 
 
 def _net(base_channels: int = 32) -> TransformerNet:
-    torch.manual_seed(0)
-    net = TransformerNet(4, base_channels, 5).eval()
-    with torch.no_grad():
-        for n in net.norms():
-            n.gamma.normal_(1.0, 0.2)
-            n.beta.normal_(0.0, 0.2)
-    return net
+    return random_network(4, base_channels, 5, spread=0.2)
 
 
 class Suite:
@@ -77,7 +72,7 @@ class Suite:
 
     # ----------------------------------------------------------------------------- inference
     def inference(self) -> None:
-        from stylenet.inference import Stylizer
+        from stylenet.inference.stylizer import Stylizer
 
         shapes = [(64, 1), (64, 2)] if self.quick else [(1024, 1), (1024, 8), (2048, 1)]
         repeats = 2 if self.quick else 10
@@ -131,7 +126,7 @@ class Suite:
         return row
 
     def _memory_row(self, st, base: dict, t: dict) -> None:  # noqa: ANN001
-        from stylenet.memory import forward_bytes
+        from stylenet.inference.memory import forward_bytes
 
         est = forward_bytes(st.net.config.base_channels, base["height"], base["width"], base["batch"],
                             st.device, st.dtype)  # fmt: skip
@@ -140,7 +135,7 @@ class Suite:
                                        "measured_peak_mb": measured})  # fmt: skip
 
     def _tiled(self) -> None:
-        from stylenet.inference import StylizeOptions, Stylizer
+        from stylenet.inference.stylizer import StylizeOptions, Stylizer
 
         side, tile = (160, 64) if self.quick else (4096, 1024)
         st = Stylizer(net=_net(8 if self.quick else 32), device=self.device, compile="on")
@@ -178,8 +173,8 @@ class Suite:
         from hydra import compose, initialize_config_dir
         from pytorch_lightning.callbacks import Callback
 
-        from stylenet.config import CONFIG_DIR
-        from stylenet.train import train
+        from stylenet.runtime.hydra import CONFIG_DIR
+        from stylenet.training.run import train
 
         steps, warm = (6, 2) if self.quick else (260, 60)
 

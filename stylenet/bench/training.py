@@ -9,7 +9,7 @@ import torch
 
 from stylenet.bench.baseline import NaiveTransformerNet
 from stylenet.bench.timing import time_fn
-from stylenet.device import cpu_bf16_fast
+from stylenet.runtime.device import cpu_bf16_fast
 
 
 def bench_training(
@@ -18,11 +18,11 @@ def bench_training(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Samples/s of one training step: a naive loop (fp32 eager, pytorch/examples-style: VGG run
     separately on output and content, single-process loading) vs the Lightning module's step."""
-    from stylenet.data import ContentDataset, collate
-    from stylenet.imaging import list_images
-    from stylenet.losses import PerceptualLoss, VGGFeatures
-    from stylenet.paths import SAMPLE_CONTENT_DIR
-    from stylenet.system import StyleTransferModule
+    from stylenet.data.photos import ContentDataset, collate
+    from stylenet.io.images import list_images
+    from stylenet.io.paths import SAMPLE_CONTENT_DIR
+    from stylenet.losses.perceptual import PerceptualLoss, VGGFeatures
+    from stylenet.training.module import StyleTransferModule
 
     dev = torch.device(device)
     cuda = device == "cuda"

@@ -6,6 +6,11 @@ of ``stylenet`` (``stylenet stylize ...``) and ``python -m stylenet <command>``.
 ``stylenet.errors``: a ``StylenetError`` prints one ``error:`` line (with the command's own
 spelling of the option it is about) and exits 1; Ctrl-C or SIGTERM removes temporary files,
 prints one line and exits 130; any other exception is a bug and keeps its traceback.
+
+May import: ``stylenet.errors``, ``stylenet.io``, ``stylenet.runtime``, ``stylenet.nn``,
+``stylenet.losses``, ``stylenet.data``, ``stylenet.checkpoints``, ``stylenet.inference``,
+``stylenet.optimization``, ``stylenet.training``, ``stylenet.evaluation``, ``stylenet.serve``,
+``stylenet.bench``.
 """
 
 from __future__ import annotations
@@ -112,13 +117,13 @@ def run_command(
     handle_signals: bool = True,
 ) -> int:
     """Run a command's body under the error policy and return its exit code."""
-    from stylenet import signals
-    from stylenet.device import check_torch_pair
-    from stylenet.files import TEMP_FILES
+    from stylenet.io.files import TEMP_FILES
+    from stylenet.runtime import signals
+    from stylenet.runtime.device import check_torch_pair
 
     setup_logging()
     # Ctrl-C and SIGTERM (kill, a job scheduler) stop the command at its next safe point, where
-    # ``finally`` blocks and the temporary-file registry clean up (stylenet.signals). Training
+    # ``finally`` blocks and the temporary-file registry clean up (stylenet.runtime.signals). Training
     # leaves both to Python and Lightning, which checkpoint first (handle_signals=False).
     previous = signals.install() if handle_signals else {}
     try:

@@ -87,11 +87,11 @@ def _destination(args: argparse.Namespace) -> tuple[Path, bool]:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from stylenet import bank as B
-    from stylenet.checkpoint import read_checkpoint, save_checkpoint, thumbnail_bytes
+    from stylenet.checkpoints import bank as B
+    from stylenet.checkpoints.format import read_checkpoint, save_checkpoint, thumbnail_bytes
     from stylenet.errors import BankError
-    from stylenet.files import atomic_write, check_output, check_writable_dir, same_file
-    from stylenet.mix import style_index
+    from stylenet.io.files import atomic_write, check_output, check_writable_dir, same_file
+    from stylenet.nn.mix import style_index
 
     ckpt = read_checkpoint(args.bank)
     if args.action == "list":

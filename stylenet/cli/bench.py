@@ -112,9 +112,9 @@ def _body(args: argparse.Namespace) -> int:
 
     from stylenet.bench.inference import bench_inference
     from stylenet.bench.report import render_markdown, write_results
-    from stylenet.bench.timing import environment
     from stylenet.bench.training import bench_training
-    from stylenet.files import check_writable_dir
+    from stylenet.io.files import check_writable_dir
+    from stylenet.runtime.machine import environment
 
     if args.report and args.markdown is None:
         args.markdown = Path("BENCHMARKS.md")
@@ -171,7 +171,7 @@ def _body(args: argparse.Namespace) -> int:
     quality = sorted(p.parent for p in (root / "bench" / "quality").glob("*/report.md"))
     studies = sorted((root / "bench" / "studies").glob("*.json"))
     if files or quality or studies:
-        from stylenet.files import write_text
+        from stylenet.io.files import write_text
 
         write_text(args.markdown, render_markdown(files, quality, root, studies))
         print(f"report: {args.markdown} ({len(files)} run(s), {len(quality)} quality report(s))")
@@ -182,8 +182,8 @@ def _serve_rows(checkpoint: str) -> list[dict]:
     from PIL import Image
 
     from stylenet.bench.serve import live_server, load_test
-    from stylenet.files import encode_image
-    from stylenet.paths import SAMPLE_CONTENT_DIR
+    from stylenet.io.files import encode_image
+    from stylenet.io.paths import SAMPLE_CONTENT_DIR
 
     photo = Image.open(SAMPLE_CONTENT_DIR / "gcompris_worldanimals_lemur.jpg").convert("RGB")
     rows = []

@@ -17,7 +17,7 @@ from stylenet.cli import argparse_main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stylenet-evaluate",
-        description="Quality report of a checkpoint on held-out photos (see stylenet/evaluation.py).",
+        description="Quality report of a checkpoint on held-out photos (see stylenet/evaluation/harness.py).",
     )
     add = p.add_argument
     add("--checkpoint", "-c", required=True, help="exported checkpoint to evaluate")
@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from stylenet.evaluation import EvalConfig, evaluate_checkpoint, write_report
-    from stylenet.files import check_writable_dir
+    from stylenet.evaluation.harness import EvalConfig, evaluate_checkpoint
+    from stylenet.evaluation.report import write_report
+    from stylenet.io.files import check_writable_dir
 
     check_writable_dir(Path(args.output))  # before minutes of work, not after
 
@@ -56,7 +57,7 @@ def _body(args: argparse.Namespace) -> int:
     )
     names = None
     if args.photos:
-        from stylenet.data import read_exclusions
+        from stylenet.data.photos import read_exclusions
 
         names = sorted(read_exclusions(args.photos))
     report = evaluate_checkpoint(

@@ -11,7 +11,7 @@ from stylenet.cli import argparse_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stylenet.export import FORMATS
+    from stylenet.checkpoints.export import FORMATS
 
     p = argparse.ArgumentParser(
         prog="stylenet-export",
@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from stylenet.export import export_checkpoint, sidecar_path
-    from stylenet.files import check_output
+    from stylenet.checkpoints.export import export_checkpoint, sidecar_path
+    from stylenet.io.files import check_output
 
     out = Path(args.output)
     check_output(Path(args.checkpoint), out, args.overwrite)

@@ -17,7 +17,7 @@ from stylenet.cli import hydra_main, run_command
 
 def run_optimize(cfg: DictConfig) -> int:
     from stylenet.errors import OutputExistsError
-    from stylenet.optimize_run import run
+    from stylenet.optimization.run import run
 
     def body() -> int:
         summary = run(cfg)
@@ -29,7 +29,7 @@ def run_optimize(cfg: DictConfig) -> int:
 
 
 def main() -> int:
-    from stylenet.config import CONFIG_DIR
+    from stylenet.runtime.hydra import CONFIG_DIR
 
     return hydra_main(CONFIG_DIR / "optimize", "optimize", run_optimize)
 

@@ -93,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from stylenet.checkpoint import read_checkpoint
+    from stylenet.checkpoints.format import read_checkpoint
     from stylenet.errors import OptionError, StylenetError
-    from stylenet.memory import parse_size
+    from stylenet.inference.memory import parse_size
 
     try:
         import fastapi  # noqa: F401

@@ -50,7 +50,11 @@ class TileProgress:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stylenet.inference import DEFAULT_MAX_SIZE, DEFAULT_TILE_OVERLAP, STROKE_SCALE_RANGE
+    from stylenet.inference.stylizer import (
+        DEFAULT_MAX_SIZE,
+        DEFAULT_TILE_OVERLAP,
+        STROKE_SCALE_RANGE,
+    )
 
     p = argparse.ArgumentParser(
         prog="stylenet-stylize",
@@ -173,7 +177,7 @@ def _check_numbers(args: argparse.Namespace) -> int | None:
         )
     if args.memory_budget is None:
         return None
-    from stylenet.memory import parse_size
+    from stylenet.inference.memory import parse_size
 
     try:
         return parse_size(args.memory_budget)
@@ -182,12 +186,17 @@ def _check_numbers(args: argparse.Namespace) -> int | None:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from stylenet.checkpoint import read_checkpoint
+    from stylenet.checkpoints.format import read_checkpoint
     from stylenet.errors import ImageReadError, OutputError
-    from stylenet.imaging import IMAGE_EXTENSIONS, load_image
-    from stylenet.inference import StylizeOptions, Stylizer
-    from stylenet.stylize import FolderRun, resolve_image_output, stylize_file, stylize_video
-    from stylenet.video import is_video
+    from stylenet.inference.media import (
+        FolderRun,
+        resolve_image_output,
+        stylize_file,
+        stylize_video,
+    )
+    from stylenet.inference.stylizer import StylizeOptions, Stylizer
+    from stylenet.io.images import IMAGE_EXTENSIONS, load_image
+    from stylenet.io.video import is_video
 
     if args.list_styles:
         ckpt = read_checkpoint(args.checkpoint)
@@ -234,7 +243,7 @@ def _body(args: argparse.Namespace) -> int:
             return 1
         return 0
     if is_video(inp):
-        from stylenet.temporal import DEFAULT_STRENGTH
+        from stylenet.inference.temporal import DEFAULT_STRENGTH
 
         temporal = DEFAULT_STRENGTH if args.temporal is None else args.temporal
         v = stylize_video(st, opts, inp, out, overwrite=args.overwrite, reporter=rep,

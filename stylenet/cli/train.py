@@ -39,7 +39,8 @@ def report(res) -> None:  # noqa: ANN001
 
 def run_training(cfg: DictConfig) -> int:
     """Train from a composed config under the error policy (what the Hydra main calls)."""
-    from stylenet.train import CONFIG_KEYS, train
+    from stylenet.training.build import CONFIG_KEYS
+    from stylenet.training.run import train
 
     def body() -> int:
         report(train(cfg))
@@ -49,7 +50,7 @@ def run_training(cfg: DictConfig) -> int:
 
 
 def main() -> int:
-    from stylenet.config import CONFIG_DIR
+    from stylenet.runtime.hydra import CONFIG_DIR
 
     return hydra_main(CONFIG_DIR, "train", run_training)
 

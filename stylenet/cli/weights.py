@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from stylenet.weights import ensure_cached, export_compact
+    from stylenet.losses.weights import ensure_cached, export_compact
 
     path = ensure_cached(allow_mirror=not args.no_mirror)
     if args.export_fp16:

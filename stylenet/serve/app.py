@@ -28,16 +28,16 @@ from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stylenet.checkpoint import read_checkpoint, thumbnail_bytes
+from stylenet.checkpoints.format import read_checkpoint, thumbnail_bytes
 from stylenet.errors import HTTPProblem, OptionError, StylenetError, StyleSpecError
-from stylenet.imaging import image_to_tensor, to_rgb
-from stylenet.inference import STROKE_SCALE_RANGE, StylizeOptions, Stylizer
-from stylenet.memory import fmt_bytes
-from stylenet.mix import shown
-from stylenet.model import MIN_SIZE
+from stylenet.inference.media import shrink_for
+from stylenet.inference.memory import fmt_bytes
+from stylenet.inference.stylizer import STROKE_SCALE_RANGE, StylizeOptions, Stylizer
+from stylenet.io.images import image_to_tensor, to_rgb
+from stylenet.nn.mix import shown
+from stylenet.nn.network import MIN_SIZE
 from stylenet.serve.config import ServeConfig
 from stylenet.serve.engine import ClientGone, Engine, Expired, Job, QueueFull, ShuttingDown
-from stylenet.stylize import shrink_for
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +323,8 @@ async def _wait(job: Job, eng: Engine, request: Request, timeout_s: float):  # n
 
 
 def _encode(y, fmt: str, quality: int) -> bytes:  # noqa: ANN001
-    from stylenet.files import encode_image
-    from stylenet.imaging import tensor_to_image
+    from stylenet.io.files import encode_image
+    from stylenet.io.images import tensor_to_image
 
     return encode_image(tensor_to_image(y), fmt, quality)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stylenet.inference import DEFAULT_MAX_SIZE
+from stylenet.inference.stylizer import DEFAULT_MAX_SIZE
 
 # 25 MB uploads: 40 MP (the pixel limit below) at 5 bits per pixel, a high-quality JPEG's rate.
 DEFAULT_MAX_UPLOAD = 25 * 2**20

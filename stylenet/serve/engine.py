@@ -30,8 +30,8 @@ import torch
 from torch import Tensor
 
 from stylenet.errors import MemoryBudgetError, StylenetError
-from stylenet.imaging import resize
-from stylenet.inference import StylizeOptions, Stylizer, finish
+from stylenet.inference.stylizer import StylizeOptions, Stylizer, finish
+from stylenet.io.images import resize
 
 log = logging.getLogger(__name__)
 

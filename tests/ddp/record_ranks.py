@@ -7,8 +7,8 @@ import os
 import hydra
 from pytorch_lightning.callbacks import Callback
 
-from stylenet.config import CONFIG_DIR
-from stylenet.train import train
+from stylenet.runtime.hydra import CONFIG_DIR
+from stylenet.training.run import train
 
 
 class Record(Callback):

@@ -26,92 +26,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from stylenet.errors import DataError, ImageReadError
-from stylenet.files import write_text
-from stylenet.imaging import (
-    frame_to_tensor,
+from stylenet.evaluation.flicker import video_flicker
+from stylenet.evaluation.loss import (
+    EVAL_CONTENT_LAYERS,
+    EVAL_CONTENT_WEIGHT,
+    EVAL_STYLE_LAYERS,
+    EVAL_STYLE_WEIGHT,
+    build_eval_loss,
+    eval_terms,
+)
+from stylenet.evaluation.measures import checkerboard_score, ssim_luma
+from stylenet.inference.stylizer import StylizeOptions, Stylizer
+from stylenet.io.files import write_text
+from stylenet.io.images import (
     image_to_tensor,
     list_images,
     load_image,
-    luma,
     resize_long,
 )
-from stylenet.inference import StylizeOptions, Stylizer
-from stylenet.losses import PerceptualLoss, VGGFeatures
-from stylenet.model import MIN_SIZE
-from stylenet.optimize import optimize_image
-from stylenet.paths import cache_dir
-from stylenet.vgg import DEFAULT_CONTENT_LAYERS, default_layer_weights
+from stylenet.io.paths import cache_dir
+from stylenet.losses.perceptual import PerceptualLoss
+from stylenet.nn.network import MIN_SIZE
+from stylenet.optimization.gatys import optimize_image
 
 log = logging.getLogger(__name__)
-
-EVAL_CONTENT_LAYERS = DEFAULT_CONTENT_LAYERS
-EVAL_STYLE_LAYERS = default_layer_weights()
-EVAL_CONTENT_WEIGHT = 1e5
-EVAL_STYLE_WEIGHT = 1e10
-
-
-def build_eval_loss(
-    vgg_weights: str = "imagenet", vgg_weights_path: str | None = None
-) -> PerceptualLoss:
-    vgg = VGGFeatures(
-        list(EVAL_CONTENT_LAYERS) + list(EVAL_STYLE_LAYERS), vgg_weights, vgg_weights_path
-    )
-    return PerceptualLoss(
-        vgg, EVAL_CONTENT_LAYERS, EVAL_STYLE_LAYERS, EVAL_CONTENT_WEIGHT, EVAL_STYLE_WEIGHT, 0.0
-    )
-
-
-@torch.no_grad()
-def eval_terms(
-    loss: PerceptualLoss, output: Tensor, photo: Tensor, style_grams: dict[str, Tensor]
-) -> dict[str, float]:
-    terms = loss.combine(loss.vgg(output), loss.vgg(photo), style_grams, output)
-    return {k: float(v) for k, v in terms.items() if k != "tv_loss"}
-
-
-def ssim_luma(a: Tensor, b: Tensor) -> float:
-    """SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03) on luma."""
-    x, y = luma(a), luma(b)
-    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
-    g = (g / g.sum()).to(x)
-    win = (g[:, None] * g[None, :])[None, None]
-
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, win)
-
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx**2
-    syy = blur(y * y) - my**2
-    sxy = blur(x * y) - mx * my
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return float(s.mean())
-
-
-def periodic_energy(x: Tensor, period: int) -> float:
-    """Fraction of the luma's (mean-removed) spectral energy on the lines of frequency 1/period
-    in either axis: checkerboard and grid artifacts of stride-2 layers show up there."""
-    y = luma(x)[0, 0]
-    y = y - y.mean()
-    h, w = y.shape
-    p = torch.fft.fft2(y).abs() ** 2
-    total = p.sum().clamp_min(1e-12)
-    rows = {round(k * h / period) % h for k in range(1, period)}
-    cols = {round(k * w / period) % w for k in range(1, period)}
-    mask = torch.zeros_like(p, dtype=torch.bool)
-    for r in rows:
-        mask[r, :] = True
-    for c in cols:
-        mask[:, c] = True
-    return float(p[mask].sum() / total)
-
-
-def checkerboard_score(output: Tensor, photo: Tensor, period: int = 2) -> float:
-    return periodic_energy(output, period) / max(periodic_energy(photo, period), 1e-12)
 
 
 @dataclass
@@ -249,7 +190,7 @@ def evaluate_checkpoint(
     ``note`` is stored with the report, e.g. what the network was trained on."""
     from tqdm import tqdm
 
-    from stylenet.styles import resolve_style_image
+    from stylenet.data.styles import resolve_style_image
 
     t_start = time.time()
     cfg = cfg or EvalConfig()
@@ -352,7 +293,7 @@ def held_out_status(checkpoint: str | Path, photo_stems: Sequence[str]) -> str:
     """Whether the checkpoint's training config shows these photos were kept out of training:
     "yes" when every one is in its ``data.exclude`` list, otherwise "not recorded" (a network
     trained before that key existed, or on a folder that held them)."""
-    from stylenet.checkpoint import read_checkpoint
+    from stylenet.checkpoints.format import read_checkpoint
 
     data = (read_checkpoint(checkpoint).get("train_config") or {}).get("data") or {}
     excluded = data.get("exclude") or []
@@ -366,7 +307,7 @@ def held_out_status(checkpoint: str | Path, photo_stems: Sequence[str]) -> str:
 
 
 def _machine() -> str:
-    from stylenet.bench.timing import environment
+    from stylenet.runtime.machine import environment
 
     env = environment()
     return f"{env['cpu']}, {env['cpu_threads']} threads" + (
@@ -377,7 +318,7 @@ def _machine() -> str:
 def _trained_style_images(checkpoint: str | Path) -> dict[str, str]:
     """{style name: painting it was trained on}, from the checkpoint's training config (styles
     not listed there fall back to the shipped painting of that name)."""
-    from stylenet.checkpoint import read_checkpoint
+    from stylenet.checkpoints.format import read_checkpoint
 
     styles = (read_checkpoint(checkpoint).get("train_config") or {}).get("style", {})
     return {n: str(e["image"]) for n, e in styles.items() if isinstance(e, dict) and e.get("image")}
@@ -386,195 +327,3 @@ def _trained_style_images(checkpoint: str | Path) -> dict[str, str]:
 def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
     keys = [k for k, v in rows[0].items() if isinstance(v, float)]
     return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
-
-
-def flicker_figures(frames: list[Tensor], outputs: list[Tensor]) -> dict[str, float]:
-    """Flicker ratio: mean absolute frame-to-frame change of the stylized clip over the input
-    clip's (1.0: the output changes no more than the input; meaningful for a still camera), and
-    the motion-compensated temporal error (``stylenet.temporal.temporal_error``, for pans)."""
-    from stylenet.temporal import temporal_error
-
-    if len(frames) < 2:
-        raise DataError("a clip needs at least two frames")
-
-    def mean_change(clip: list[Tensor]) -> float:
-        return sum(
-            float((a - b).abs().mean()) for a, b in zip(clip[1:], clip[:-1], strict=True)
-        ) / (len(clip) - 1)
-
-    dx, dy = mean_change(frames), mean_change(outputs)
-    return {"frames": len(frames), "input_change": dx, "output_change": dy,
-            "flicker_ratio": dy / max(dx, 1e-12),
-            "temporal_error": temporal_error(frames, outputs)}  # fmt: skip
-
-
-def stylize_clip(
-    st: Stylizer, frames: list[Tensor], style: str, temporal: float = 0.0
-) -> list[Tensor]:
-    from stylenet.temporal import TemporalSmoother
-
-    smoother = TemporalSmoother(temporal) if temporal else None
-    out = []
-    for x in frames:
-        y = st.stylize_tensor(x, StylizeOptions(style=style, max_size=0))
-        out.append(smoother(x, y) if smoother else y)
-    return out
-
-
-def read_clip(path: Path, size: int, max_frames: int = 30) -> list[Tensor]:
-    from stylenet.video import read_frames
-
-    frames = []
-    for i, frame in enumerate(read_frames(path)):
-        if i >= max_frames:
-            break
-        x = frame_to_tensor(frame)
-        frames.append(resize_long(x, min(size, max(x.shape[-2:]))).clamp(0, 1))
-    return frames
-
-
-def video_flicker(
-    st: Stylizer, path: Path, style: str, size: int, max_frames: int = 30, temporal: float = 0.0
-) -> dict[str, float]:
-    """Flicker figures of the first ``max_frames`` frames of a clip at ``size`` px."""
-    frames = read_clip(path, size, max_frames)
-    res = flicker_figures(frames, stylize_clip(st, frames, style, temporal))
-    res["temporal"] = temporal
-    return res
-
-
-# Photo rows of the contact sheet: enough to look at each style on different scenes; the tables
-# score every photo. 24 rows of 11 tiles at 192 px made a 13 MB PNG.
-SHEET_PHOTOS = 6
-
-
-def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    from stylenet.files import save_image, write_text
-    from stylenet.imaging import tensor_to_image
-    from stylenet.sheets import contact_sheet
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = report.pop("_outputs")
-    photos = report.pop("_photos")
-    paths = {
-        "json": out_dir / "report.json",
-        "markdown": out_dir / "report.md",
-        "sheet": out_dir / "contact_sheet.png",
-    }
-    write_text(paths["json"], json.dumps(report, indent=2) + "\n")
-    names = list(report["styles"])
-    imgs, labels = [], []
-    for i, (pname, photo) in enumerate(photos[:SHEET_PHOTOS]):
-        imgs.append(tensor_to_image(photo))
-        labels.append(pname)
-        for n in names:
-            imgs.append(tensor_to_image(outputs[n][i]))
-            labels.append(n)
-    sheet = contact_sheet(imgs, labels, ncols=len(names) + 1, tile=192)
-    save_image(sheet, paths["sheet"])
-    write_text(paths["markdown"], render_report_md(report))
-    return paths
-
-
-def render_report_md(report: dict[str, Any]) -> str:
-    el = report["eval_loss"]
-    held = report.get("held_out", "not recorded")
-    which = "held-out photos" if held == "yes" else "photos"
-    lines = [
-        f"# Quality report: `{report['checkpoint']}`",
-        "",
-    ]
-    if report.get("note"):
-        lines += [report["note"].strip(), ""]
-    if held != "yes":
-        lines += ["These photos are not recorded as held out from this network's training (its "
-                  "training config excludes none of them).", ""]  # fmt: skip
-    if report.get("wall_s") is not None:
-        lines += [f"Evaluated in {report['wall_s']:.0f} s on {report.get('machine', '?')}.", ""]
-    lines += [
-        f"{len(report['photos'])} {which} at {report['size']} px (longer side). Fixed evaluation "
-        f"loss: VGG16, content {', '.join(el['content_layers'])}, style {', '.join(el['style_layers'])}, "
-        f"total = {el['content_weight']:g} x content + {el['style_weight']:g} x style. Lower is better for "
-        "losses; SSIM (luma, 1 = same structure) higher keeps more of the photo; checkerboard 1.0 = no more "
-        "periodic energy than the photo; amortization gap = feed-forward loss / optimized loss (1.0 = as "
-        "good as per-image optimization).",
-        "",
-        "| style | loss | content | style | relu1_2 | relu2_2 | relu3_3 | relu4_3 | SSIM luma | checker 2px | checker 4px | amortization gap |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for n, s in report["styles"].items():
-        m = s["summary"]
-        gap = f"{m['amortization_gap']:.2f}" if "amortization_gap" in m else "n/a"
-        lines.append(
-            f"| {n} | {m['loss']:.4g} | {m['content_loss']:.4g} | {m['style_loss']:.3g} | "
-            + " | ".join(
-                f"{m[f'style_loss/{k}']:.3g}" for k in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-            )
-            + f" | {m['ssim_luma']:.3f} | {m['checkerboard_2px']:.2f} | {m['checkerboard_4px']:.2f} | {gap} |"
-        )
-    gaps = [(n, g) for n, s in report["styles"].items() for g in s["amortization"]]
-    if gaps:
-        lines += ["", "Amortization gap per photo (L-BFGS from the photo, same loss, same size):", "",
-                  "| style | photo | feed-forward loss | optimized loss | ratio | steps |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
-        for n, g in gaps:
-            lines.append(
-                f"| {n} | {g['photo']} | {g['feed_forward_loss']:.4g} | {g['optimized_loss']:.4g} | {g['ratio']:.2f} | {g['steps']} |"
-            )
-    cmp_rows = [
-        (n, s["summary"]) for n, s in report["styles"].items() if "compare_loss" in s["summary"]
-    ]
-    if cmp_rows:
-        lines += ["", "Bank vs single-style checkpoint (same style, same photos):", "",
-                  "| style | this checkpoint loss | compared checkpoint loss | this style | compared style | this content | compared content |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for n, m in cmp_rows:
-            lines.append(f"| {n} | {m['loss']:.4g} | {m['compare_loss']:.4g} | {m['style_loss']:.3g} | "
-                         f"{m['compare_style_loss']:.3g} | {m['content_loss']:.4g} | {m['compare_content_loss']:.4g} |")  # fmt: skip
-    if "video_flicker" in report:
-        v = report["video_flicker"]
-        lines += ["", f"Video flicker ({v['frames']} frames): output change {v['output_change']:.4f} vs input "
-                  f"change {v['input_change']:.4f} per frame; ratio {v['flicker_ratio']:.2f}."]  # fmt: skip
-        t = report.get("video_flicker_temporal")
-        if t:
-            lines.append(f"With temporal smoothing {t['temporal']:g}: output change "
-                         f"{t['output_change']:.4f}; ratio {t['flicker_ratio']:.2f}.")  # fmt: skip
-    shown = min(SHEET_PHOTOS, len(report["photos"]))
-    lines += ["", f"Contact sheet: {shown} of the {len(report['photos'])} photos.", "",
-              "![contact sheet](contact_sheet.png)", ""]  # fmt: skip
-    return "\n".join(lines)
-
-
-def still_camera_clip(
-    background: Tensor,
-    subject: Tensor,
-    frames: int = 30,
-    step: int = 4,
-    noise: float = 2.0 / 255,
-    seed: int = 0,
-) -> list[Tensor]:
-    """A clip from two photos: a still background, a subject (a disc cut from the second photo)
-    crossing it ``step`` px per frame, and sensor noise of ``noise`` (std) on every frame: what a
-    tripod camera sees. ``background`` [1, 3, H, W], ``subject`` [1, 3, h, w] (h, w < H, W)."""
-    g = torch.Generator().manual_seed(seed)
-    _, _, H, W = background.shape
-    r = min(subject.shape[-2:]) // 2
-    yy, xx = torch.meshgrid(torch.arange(2 * r), torch.arange(2 * r), indexing="ij")
-    disc = (((yy - r + 0.5) ** 2 + (xx - r + 0.5) ** 2) < r * r).float()[None, None]
-    patch = subject[..., : 2 * r, : 2 * r]
-    top = (H - 2 * r) // 2
-    out = []
-    for i in range(frames):
-        left = (i * step) % max(1, W - 2 * r)
-        f = background.clone()
-        region = f[..., top : top + 2 * r, left : left + 2 * r]
-        f[..., top : top + 2 * r, left : left + 2 * r] = disc * patch + (1 - disc) * region
-        out.append((f + noise * torch.randn(f.shape, generator=g)).clamp(0, 1))
-    return out
-
-
-def pan_clip(
-    photo: Tensor, frames: int = 30, step: int = 3, size: tuple[int, int] = (192, 256)
-) -> list[Tensor]:
-    """A camera pan across a still photo, ``step`` px per frame (no noise)."""
-    h, w = size
-    return [photo[..., :h, i * step : i * step + w].contiguous() for i in range(frames)]

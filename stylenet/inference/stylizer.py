@@ -10,7 +10,7 @@ Precision ``auto``: bf16 on a GPU (fp16 where bf16 is missing) and on CPUs with 
 otherwise; ``precision="fp32"`` gives the reference result. Strength is a pixel blend between the
 photo and the full-strength result (checkpoints hold no "identity" style row to interpolate the
 network's parameters towards). Memory: every request is planned against a budget first and tiled
-automatically when one pass would not fit (``stylenet.memory``).
+automatically when one pass would not fit (``stylenet.inference.memory``).
 """
 
 from __future__ import annotations
@@ -25,25 +25,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from stylenet import signals
-from stylenet.checkpoint import load_network
-from stylenet.compile import ShapeCompiled, normalise_mode
-from stylenet.device import DTYPES, cpu_bf16_fast, resolve_device, resolve_precision
+from stylenet.checkpoints.format import load_network
 from stylenet.errors import (
     ImageTooSmallError,
     MemoryBudgetError,
     OptionError,
     StyleSpecError,
 )
-from stylenet.imaging import (
-    cap_long_side,
-    image_to_tensor,
-    pad_to_multiple,
-    preserve_color,
-    resize,
-    tensor_to_image,
-)
-from stylenet.memory import (
+from stylenet.inference.compile import ShapeCompiled, normalise_mode
+from stylenet.inference.memory import (
     HOST_BYTES_PER_PIXEL,
     TILED_EXTRA_BYTES_PER_PIXEL,
     Plan,
@@ -52,12 +42,22 @@ from stylenet.memory import (
     forward_bytes,
     resolve_budget,
 )
-from stylenet.mix import StyleLike, parse_mix
-from stylenet.model import MIN_SIZE, NormStats, TransformerNet
-from stylenet.tiling import tile_grid, window
+from stylenet.inference.tiling import tile_grid, window
+from stylenet.io.images import (
+    cap_long_side,
+    image_to_tensor,
+    pad_to_multiple,
+    preserve_color,
+    resize,
+    tensor_to_image,
+)
+from stylenet.nn.mix import StyleLike, parse_mix
+from stylenet.nn.network import MIN_SIZE, NormStats, TransformerNet
+from stylenet.runtime import signals
+from stylenet.runtime.device import DTYPES, cpu_bf16_fast, resolve_device, resolve_precision
 
 # Re-exported for code written against the earlier single-module layout.
-from stylenet.mix import parse_style_spec  # noqa: F401  isort: skip
+from stylenet.nn.mix import parse_style_spec  # noqa: F401  isort: skip
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Stylizer:
         self.net = net
         self.compile_mode = normalise_mode(compile)
         # Compiling pays where a shape repeats often enough to earn its compile time back; see
-        # stylenet.compile for the measured costs and the rule.
+        # stylenet.inference.compile for the measured costs and the rule.
         self._core = ShapeCompiled(
             net.core, self.compile_mode, enabled_here=self.device.type == "cuda"
         )
@@ -209,7 +209,7 @@ class Stylizer:
 
     # ------------------------------------------------------------------ mixes
     def mix(self, spec: StyleLike) -> Tensor:
-        """A style spec -> its mix ``[S]`` (see ``stylenet.mix.parse_mix``)."""
+        """A style spec -> its mix ``[S]`` (see ``stylenet.nn.mix.parse_mix``)."""
         return parse_mix(spec, self.style_names)
 
     def weights(self, spec: StyleLike) -> Tensor:
@@ -238,7 +238,7 @@ class Stylizer:
     def expect(self, repeats: int | None) -> None:
         """Tell the compiled path how many passes of one shape the current run makes (a folder's
         images of one size, a video's frames); ``compile="auto"`` compiles only when they pay
-        back the compile time (see ``stylenet.compile``)."""
+        back the compile time (see ``stylenet.inference.compile``)."""
         self._core.expect(repeats)
 
     # ------------------------------------------------------------------ forward passes
@@ -317,7 +317,7 @@ class Stylizer:
         of its free memory next to the tiles; else the CPU."""
         if self.device.type != "cuda":
             return torch.device("cpu")
-        from stylenet.device import available_memory
+        from stylenet.runtime.device import available_memory
 
         free = available_memory(self.device) or 0
         return self.device if 28 * h * w < free // 4 else torch.device("cpu")

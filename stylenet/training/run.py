@@ -16,42 +16,48 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from stylenet import signals
-from stylenet.checkpoint import build_payload, make_thumbnail, now_iso, read_raw, save_checkpoint
-from stylenet.config import validate_train_config
-from stylenet.data import ContentDataModule
+from stylenet.data.styles import load_style_image, specs_from_config
 from stylenet.errors import (
-    CheckpointError,
     Interrupted,
-    OptionError,
     StylenetError,
     TrainingError,
 )
-from stylenet.files import check_writable_dir, write_text
-from stylenet.model import complete_model_args
-from stylenet.styles import StyleSpec, load_style_image, specs_from_config
-from stylenet.system import (
+from stylenet.io.files import check_writable_dir, write_text
+from stylenet.runtime import signals
+from stylenet.training.build import (
+    _explicit_overrides,
+    _model_overrides,
+    _trainer_kwargs,
+    build_datamodule,
+    build_module,
+)
+from stylenet.training.callbacks import (
     AtomicCheckpointIO,
     InterruptCheckpoint,
-    NonFiniteLossError,
     SampleGridCallback,
     StepProgressBar,
     StopAtStepEnd,
-    StyleTransferModule,
 )
+from stylenet.training.config import validate_train_config
+from stylenet.training.module import NonFiniteLossError
+from stylenet.training.outputs import (
+    RUN_STATE,
+    _export,
+    _export_dir,
+    _read_state,
+    choose_export_path,
+)
+from stylenet.training.resume import check_resume_matches, resolve_resume
 
 log = logging.getLogger("stylenet.train")
-
-RUN_STATE = "run.json"
 
 
 @dataclass
@@ -84,243 +90,13 @@ def _run_dir(cfg: DictConfig) -> Path:
         return Path(cfg.get("run_dir") or Path("outputs") / str(cfg.name))
 
 
-def _explicit_overrides() -> list[str]:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return list(HydraConfig.get().overrides.task)
-    except (ValueError, OmegaConfBaseException):  # not inside a Hydra app
-        return []
-
-
 # ----------------------------------------------------------------------------- resuming
-
-
-def _readable_lightning_ckpt(p: Path) -> dict[str, Any]:
-    ckpt = read_raw(p, what="training checkpoint")
-    if ckpt.get("format") == "stylenet.inference":
-        raise CheckpointError(
-            f"{p} is an exported inference checkpoint, not a Lightning training checkpoint; to "
-            f"train on from it, use finetune.from={p} (and ckpt_path=null)"
-        )
-    if "state_dict" not in ckpt or "global_step" not in ckpt:
-        raise CheckpointError(f"{p} is not a Lightning training checkpoint")
-    return ckpt
-
-
-def _newest_good(ckpt_dir: Path, skip: Path) -> tuple[Path, dict] | None:
-    cands = sorted(
-        (p for p in ckpt_dir.glob("*.ckpt") if p != skip),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for p in cands:
-        try:
-            return p, _readable_lightning_ckpt(p)
-        except CheckpointError:
-            continue
-    return None
-
-
-def resolve_resume(ckpt_path: Any, ckpt_dir: Path) -> tuple[str | None, dict | None]:
-    """(path to resume from, its contents) for ``ckpt_path`` = auto | last | null | a path."""
-    last = ckpt_dir / "last.ckpt"
-    if ckpt_path in (None, "", "null", "none", False):
-        return None, None
-    if ckpt_path in ("auto", "last"):
-        if not last.is_file():
-            if ckpt_path == "last":
-                raise TrainingError(f"ckpt_path=last but {last} does not exist")
-            return None, None
-        try:
-            return str(last), _readable_lightning_ckpt(last)
-        except CheckpointError as e:
-            good = _newest_good(ckpt_dir, last)
-            if good is None:
-                raise TrainingError(
-                    f"cannot resume: {e}; no other checkpoint in {ckpt_dir} is readable. Start "
-                    "afresh with ckpt_path=null"
-                ) from e
-            log.warning(
-                "%s; resuming from %s (step %d) instead", e, good[0].name, good[1]["global_step"]
-            )
-            return str(good[0]), good[1]
-    p = Path(str(ckpt_path))
-    if not p.is_file():
-        raise TrainingError(f"ckpt_path={p} does not exist")
-    return str(p), _readable_lightning_ckpt(p)
-
-
-def check_resume_matches(ckpt: dict, path: str, model_args: dict, names: list[str]) -> None:
-    """The checkpoint being resumed must hold the network this config builds."""
-    meta = ckpt.get("stylenet") or {}
-    diffs = []
-    saved_args = complete_model_args(meta.get("model_args") or {})
-    for k, v in complete_model_args(model_args).items():
-        if meta.get("model_args") and saved_args[k] != v:
-            diffs.append(f"{k} {saved_args[k]} -> {v}")
-    saved_names = meta.get("style_names")
-    if saved_names and list(saved_names) != list(names):
-        diffs.append(f"styles {saved_names} -> {names}")
-    if diffs:
-        raise TrainingError(
-            f"{path} was trained with another network ({'; '.join(diffs)}); start afresh with "
-            "ckpt_path=null, or give this run another name=..."
-        )
 
 
 # ----------------------------------------------------------------------------- exporting
 
 
-def _read_state(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / RUN_STATE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def choose_export_path(target: Path, run_id: str, overwrite: bool) -> tuple[Path, str | None]:
-    """Where this run may export: ``target`` unless another run's network is there, in which
-    case a fresh ``<name>-N.pt`` (or ``target`` itself with ``overwrite``). Returns the path and
-    a note for the log when it differs from ``target``."""
-    if not target.exists() or overwrite:
-        return target, None
-    try:
-        owner = read_raw(target).get("run_id")
-    except CheckpointError:
-        owner = None
-    if owner == run_id:
-        return target, None
-    n = 2
-    while (cand := target.with_name(f"{target.stem}-{n}{target.suffix}")).exists():
-        n += 1
-    return cand, (
-        f"{target} exists and was not written by this run, so this run will export to {cand} "
-        "(export.overwrite=true replaces the existing file instead)"
-    )
-
-
-def _export_dir(cfg: DictConfig) -> Path:
-    legacy = cfg.get("export_dir")
-    if legacy:
-        log.warning("export_dir is now export.dir; reading it from export_dir=%s", legacy)
-        return Path(str(legacy))
-    return Path(str(cfg.export.dir))
-
-
 # ----------------------------------------------------------------------------- building
-
-
-def build_datamodule(cfg: DictConfig) -> ContentDataModule:
-    d = cfg.data
-    try:
-        return ContentDataModule(
-            root=d.root,
-            annotations=d.get("annotations"),
-            exclude=OmegaConf.to_container(d.exclude)
-            if isinstance(d.get("exclude"), ListConfig)
-            else d.get("exclude"),
-            image_size=d.image_size,
-            batch_size=d.batch_size,
-            num_workers=d.num_workers,
-            scale=tuple(d.scale),
-            hflip=d.hflip,
-            small_images=d.small_images,
-            num_samples=cfg.samples.num_photos,
-            sample_size=cfg.samples.size,
-            pin_memory=d.get("pin_memory"),
-            seed=cfg.seed,
-            min_epoch_samples=int(d.get("min_epoch_samples") or 0),
-            scan_cache=bool(d.get("scan_cache", True)),
-        )
-    except OptionError as e:
-        raise _config_error(e) from e
-
-
-# Library option names -> the config keys a user sets.
-CONFIG_KEYS = {
-    "image_size": "data.image_size", "batch_size": "data.batch_size", "root": "data.root",
-    "annotations": "data.annotations", "exclude": "data.exclude", "num_workers": "data.num_workers", "scale": "data.scale",
-    "small_images": "data.small_images", "sample_size": "samples.size",
-    "vgg_weights": "loss.vgg.weights", "pooling": "loss.vgg.pooling",
-    "scheduler": "optim.scheduler",
-}  # fmt: skip
-
-
-def _config_error(e: StylenetError) -> StylenetError:
-    """The same error, naming the config key instead of the library parameter."""
-    if e.option and e.option in CONFIG_KEYS:
-        return type(e)(e.message, option=CONFIG_KEYS[e.option])
-    return e
-
-
-def build_module(
-    cfg: DictConfig,
-    specs: list[StyleSpec],
-    *,
-    model_args: dict | None = None,
-    row_names: list[str] | None = None,
-    rows: list[int] | None = None,
-    row_shares: list[float] | None = None,
-    train_scope: str = "all",
-    lr: float | None = None,
-    nan_check_every: int = 1,
-    vgg_dtype: str = "fp32",
-) -> StyleTransferModule:
-    lc, oc = cfg.loss, cfg.optim
-    try:
-        return StyleTransferModule(
-            styles=[s.to_dict() for s in specs],
-            model=model_args or OmegaConf.to_container(cfg.model, resolve=True),
-            content_layers=list(lc.content_layers),
-            style_layers=OmegaConf.to_container(lc.style_layers, resolve=True),
-            content_weight=lc.content_weight,
-            style_weight=lc.style_weight,
-            tv_weight=lc.tv_weight,
-            vgg_weights=lc.vgg.weights,
-            vgg_weights_path=lc.vgg.get("weights_path"),
-            style_size=cfg.style_size,
-            lr=lr if lr is not None else oc.lr,
-            betas=tuple(oc.betas),
-            scheduler=oc.scheduler,
-            warmup_steps=oc.warmup_steps,
-            min_lr_ratio=oc.min_lr_ratio,
-            channels_last=bool(cfg.trainer.get("channels_last", False)),
-            row_names=row_names,
-            rows=rows,
-            row_shares=row_shares,
-            train_scope=train_scope,
-            nan_check_every=nan_check_every,
-            seed=int(cfg.seed),
-            vgg_dtype=vgg_dtype,
-            vgg_pooling=str(lc.vgg.get("pooling", "max")),
-        )
-    except OptionError as e:
-        raise _config_error(e) from e
-
-
-def _model_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """Model keys the user set on the command line (``model=narrow`` or ``model.x=...``)."""
-    out: dict[str, Any] = {}
-    for o in _explicit_overrides():
-        if o.startswith("model=") or o.startswith("model.") or o.startswith("+model."):
-            out.update(OmegaConf.to_container(cfg.model, resolve=True))
-    return out
-
-
-def _trainer_kwargs(cfg: DictConfig) -> tuple[dict[str, Any], str, int]:
-    kw = OmegaConf.to_container(cfg.trainer, resolve=True)
-    kw.pop("channels_last", None)
-    compile_mode = kw.pop("compile", "auto")
-    # YAML 1.1 reads a bare on/off as a boolean: accept either spelling.
-    compile_mode = {True: "on", False: "off"}.get(compile_mode, str(compile_mode))
-    refresh = int(kw.pop("progress_refresh_rate", 1) or 1)
-    if compile_mode not in ("auto", "on", "off"):
-        raise OptionError(
-            f"must be auto, on or off; got {compile_mode!r}", option="trainer.compile"
-        )
-    kw["max_steps"] = int(kw["max_steps"])  # validate_train_config checked it
-    return kw, compile_mode, refresh
 
 
 # Lightning warnings that say nothing about a stylenet run: the frozen VGG is in eval mode on
@@ -395,7 +171,7 @@ def _train(
     plan = None
     ft = cfg.get("finetune") or {}
     if ft.get("from"):
-        from stylenet.finetune import plan_finetune
+        from stylenet.training.grow import plan_finetune
 
         plan = plan_finetune(
             ft["from"], specs, mode=str(ft.get("mode", "affine")), init=str(ft.get("init", "mean")),
@@ -456,7 +232,7 @@ def _train(
             lr=float(ft.get("affine_lr", cfg.optim.lr)) if affine else None, nan_check_every=nan_every,
             vgg_dtype=vgg_dtype,
         )  # fmt: skip
-        from stylenet.finetune import grow_network
+        from stylenet.training.grow import grow_network
 
         grown = grow_network(plan, module.loss, int(cfg.style_size))
         module.net.load_state_dict(grown.state_dict())
@@ -559,41 +335,3 @@ def _train(
             module.skipped_images,
         )
     return res
-
-
-def _export(
-    cfg: DictConfig,
-    module: StyleTransferModule,
-    plan: Any,
-    path: Path,
-    run_id: str,
-    steps: int,
-) -> Path:
-    net = getattr(module.net, "_orig_mod", module.net)
-    train_config = OmegaConf.to_container(cfg, resolve=True)
-    thumbs: list = []
-    history: list = []
-    if plan is not None:
-        from stylenet.finetune import check_untouched, history_entry
-
-        check_untouched(plan, net)
-        base_thumbs = list(plan.base.get("style_thumbnails") or [])
-        thumbs = [base_thumbs[i] if i < len(base_thumbs) else None for i in range(len(plan.names))]
-        for spec, row in zip(plan.new_specs, plan.new_rows, strict=True):
-            thumbs[row] = make_thumbnail(spec.path())
-        history = [*plan.base.get("history", []), history_entry(plan, steps)]
-        # The grown bank's style entries: the base's, then the new ones.
-        base_styles = dict((plan.base.get("train_config") or {}).get("style") or {})
-        train_config["style"] = {**base_styles, **train_config.get("style", {})}
-    else:
-        thumbs = [make_thumbnail(s.path()) for s in module.style_specs]
-        history = [{"event": "trained", "date": now_iso(), "styles": list(module.style_names),
-                    "steps": steps}]  # fmt: skip
-    payload = build_payload(
-        net, module.style_names, train_config=train_config, trained_steps=steps, run_id=run_id,
-        thumbnails=thumbs, history=history,
-    )  # fmt: skip
-    overwrite = path.exists()  # choose_export_path allowed it (own file, or export.overwrite)
-    save_checkpoint(payload, path, overwrite=overwrite)
-    log.debug("exported inference checkpoint: %s", path)
-    return path

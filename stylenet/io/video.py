@@ -2,7 +2,7 @@
 
 Frames are decoded and encoded one at a time, so a long clip never sits in memory. The output is
 encoded to a hidden temporary file that is renamed into place on success and removed on failure
-or interruption (it is registered with ``stylenet.files.TEMP_FILES`` for signal handlers).
+or interruption (it is registered with ``stylenet.io.files.TEMP_FILES`` for signal handlers).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from stylenet.errors import VideoError
-from stylenet.files import commit_temp, discard_temp, temp_path_for
+from stylenet.io.files import commit_temp, discard_temp, temp_path_for
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 

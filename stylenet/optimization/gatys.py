@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stylenet.device import available_memory
 from stylenet.errors import OptimizeError
-from stylenet.imaging import fit_long_side, luma, preserve_color, resize_long
-from stylenet.losses import PerceptualLoss, VGGFeatures, validate_layers
-from stylenet.vgg import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, LAYERS
+from stylenet.io.images import fit_long_side, luma, preserve_color, resize_long
+from stylenet.losses.perceptual import PerceptualLoss, VGGFeatures, validate_layers
+from stylenet.nn.vgg import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, LAYERS
+from stylenet.runtime.device import available_memory
 
 log = logging.getLogger(__name__)
 

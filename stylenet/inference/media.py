@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from stylenet import signals
 from stylenet.errors import (
     ImageReadError,
     ImageTooSmallError,
@@ -30,8 +29,9 @@ from stylenet.errors import (
     StylenetError,
     VideoError,
 )
-from stylenet.files import check_output, check_writable_dir, image_format, same_file, save_image
-from stylenet.imaging import (
+from stylenet.inference.stylizer import StylizeOptions, Stylizer, check_mask_shape
+from stylenet.io.files import check_output, check_writable_dir, image_format, same_file, save_image
+from stylenet.io.images import (
     IMAGE_EXTENSIONS,
     image_frames,
     image_size,
@@ -41,8 +41,8 @@ from stylenet.imaging import (
     tensor_to_array,
     tensor_to_image,
 )
-from stylenet.inference import StylizeOptions, Stylizer, check_mask_shape
-from stylenet.video import VideoWriter, is_video, probe_video, read_frames
+from stylenet.io.video import VideoWriter, is_video, probe_video, read_frames
+from stylenet.runtime import signals
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def stylize_video(
 ) -> VideoResult:
     """Stylize a clip frame by frame; fps and audio kept. ``temporal`` (0..1) blends each
     stylized frame with the previous result where the input barely changed (see
-    ``stylenet.temporal``)."""
+    ``stylenet.inference.temporal``)."""
     rep = reporter or Reporter()
     if not is_video(out):
         raise OutputError(f"video output needs a video extension (.mp4, .webm, ...), got {out}")
@@ -354,7 +354,7 @@ def stylize_video(
         st.expect(info.frames)
     smoother = None
     if temporal:
-        from stylenet.temporal import TemporalSmoother
+        from stylenet.inference.temporal import TemporalSmoother
 
         smoother = TemporalSmoother(temporal)
     writer = None

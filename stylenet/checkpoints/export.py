@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylenet.checkpoint import load_network
+from stylenet.checkpoints.format import load_network
 from stylenet.errors import CheckpointError, OptionError
-from stylenet.files import atomic_write, write_text
-from stylenet.imaging import pad_to_multiple
-from stylenet.model import TransformerNet
+from stylenet.io.files import atomic_write, write_text
+from stylenet.io.images import pad_to_multiple
+from stylenet.nn.network import TransformerNet, build_model
 
 ONNX_OPSET = 17
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -129,7 +129,7 @@ def load_safetensors(path: str | os.PathLike) -> tuple[TransformerNet, list[str]
         raise CheckpointError(
             f"{path} is not a stylenet safetensors export ({type(e).__name__})"
         ) from e
-    net = TransformerNet(**meta["model_args"])
+    net = build_model(meta["model_args"])
     net.load_state_dict(load_file(str(path)))
     return net.eval(), list(meta["style_names"])
 

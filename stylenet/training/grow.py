@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from stylenet.checkpoint import network_from_checkpoint, now_iso, read_checkpoint
+from stylenet.checkpoints.format import network_from_checkpoint, now_iso, read_checkpoint
+from stylenet.data.styles import StyleSpec, load_style_image, spec_from_entry
 from stylenet.errors import BankError, CheckpointError, OptionError, StyleError
-from stylenet.files import sha256_file
-from stylenet.model import TransformerNet, complete_model_args
-from stylenet.styles import StyleSpec, load_style_image, spec_from_entry
+from stylenet.io.files import sha256_file
+from stylenet.nn.network import TransformerNet, build_model, complete_model_args
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +159,11 @@ def grow_network(plan: FinetunePlan, vgg_loss=None, style_size: int = 256) -> Tr
     """The base network with rows for the new styles (base weights copied exactly)."""
     base_net = network_from_checkpoint(plan.base, plan.base_path)
     n_base = base_net.num_styles
-    net = TransformerNet(**plan.model_args)
+    net = build_model(plan.model_args)
     src = base_net.state_dict()
     dst = net.state_dict()
     for k, v in src.items():
-        if k.endswith(".gamma") or k.endswith(".beta"):
+        if TransformerNet.is_row_key(k):
             dst[k][:n_base] = v
         else:
             dst[k].copy_(v)
@@ -171,7 +171,7 @@ def grow_network(plan: FinetunePlan, vgg_loss=None, style_size: int = 256) -> Tr
     for spec, row in zip(plan.new_specs, plan.new_rows, strict=True):
         src_row = init_rows.get(spec.name)
         for k, v in src.items():
-            if k.endswith(".gamma") or k.endswith(".beta"):
+            if TransformerNet.is_row_key(k):
                 dst[k][row] = v.mean(0) if src_row is None else v[src_row]
     net.load_state_dict(dst)
     return net
@@ -221,7 +221,7 @@ def check_untouched(plan: FinetunePlan, net: TransformerNet) -> None:
     for k, v in net.state_dict().items():
         ref = base_sd[k]
         cur = v.detach().float().cpu()
-        if k.endswith(".gamma") or k.endswith(".beta"):
+        if TransformerNet.is_row_key(k):
             old = [i for i in range(ref.shape[0]) if i not in new_rows]
             same = torch.equal(cur[old], ref[old])
         else:

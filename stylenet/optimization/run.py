@@ -13,12 +13,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from stylenet.data.styles import resolve_style_image
 from stylenet.errors import ImageReadError, OptimizeError, OutputError, StyleError
-from stylenet.files import check_output, check_writable_dir, same_file, save_image, write_text
-from stylenet.imaging import image_to_tensor, load_image, resize_long, tensor_to_image
-from stylenet.losses import expand_layer_spec
-from stylenet.optimize import optimize_image
-from stylenet.styles import resolve_style_image
+from stylenet.io.files import check_output, check_writable_dir, same_file, save_image, write_text
+from stylenet.io.images import image_to_tensor, load_image, resize_long, tensor_to_image
+from stylenet.losses.perceptual import expand_layer_spec
+from stylenet.optimization.gatys import optimize_image
 
 log = logging.getLogger("stylenet.optimize")
 
@@ -118,7 +118,7 @@ class ContactSheetCallback(Callback):
 def write_sweep_sheet(sweep: Path) -> Path | None:
     from PIL import Image
 
-    from stylenet.sheets import contact_sheet
+    from stylenet.io.sheets import contact_sheet
 
     jobs = sorted(
         (p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)

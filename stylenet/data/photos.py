@@ -29,16 +29,16 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
 from stylenet.errors import DataError, ImageReadError, OptionError
-from stylenet.files import write_text
-from stylenet.imaging import (
+from stylenet.io.files import write_text
+from stylenet.io.images import (
     IMAGE_EXTENSIONS,
     image_to_tensor,
     list_images,
     load_image,
     verify_decodes,
 )
-from stylenet.model import MIN_SIZE
-from stylenet.paths import SAMPLE_CONTENT_DIR, cache_dir
+from stylenet.io.paths import SAMPLE_CONTENT_DIR, cache_dir
+from stylenet.nn.network import MIN_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylenet.imaging import pad_to_multiple
+from stylenet.io.images import pad_to_multiple
+from stylenet.nn.norm import ConditionalInstanceNorm2d
+from stylenet.nn.params import LayerParams, RowMix, StyleParams, as_params
 
 # Per-layer instance-norm statistics (mean, var), each [B, C, 1, 1], in network order.
 NormStats = list[tuple[Tensor, Tensor]]
@@ -35,9 +37,6 @@ NormStats = list[tuple[Tensor, Tensor]]
 # Smallest input side: the 9x9 reflection pad needs > 4 px at full resolution, and the residual
 # stage (1/4 resolution) needs > 1 px for its 3x3 reflection pads; 16 leaves a margin.
 MIN_SIZE = 16
-
-# Johnson et al. use eps=1e-5 inside instance norm (torch's default), kept here.
-_EPS = 1e-5
 
 
 @dataclass(frozen=True)
@@ -55,67 +54,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
-
-
-def _as(t: Tensor, dtype: torch.dtype) -> Tensor:
-    # Casts only when needed: no-op Cast nodes confuse the ONNX exporter's graph clean-up.
-    return t if t.dtype == dtype else t.to(dtype)
-
-
-def _f32(t: Tensor) -> Tensor:
-    return _as(t, torch.float32)
-
-
-class ConditionalInstanceNorm2d(nn.Module):
-    """Instance norm whose affine parameters are a convex mix of per-style rows.
-
-    ``mix`` is ``[B, S]`` (the share of each style, per sample) or ``[B, S, H, W]`` (a share map
-    per style: spatially varying blends, resized here to the feature map's size).
-    """
-
-    def __init__(self, channels: int, num_styles: int) -> None:
-        super().__init__()
-        self.channels = channels
-        self.num_styles = num_styles
-        # Dumoulin et al. initialise gamma=1, beta=0 for every style (identity affine).
-        self.gamma = nn.Parameter(torch.ones(num_styles, channels))
-        self.beta = nn.Parameter(torch.zeros(num_styles, channels))
-
-    def affine(self, mix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        w = _as(mix, self.gamma.dtype)
-        if w.dim() == 2:
-            g = (w @ self.gamma)[:, :, None, None]
-            b = (w @ self.beta)[:, :, None, None]
-            return g, b
-        if w.shape[-2:] != size:
-            w = F.interpolate(w, size=size, mode="bilinear", align_corners=False)
-        g = torch.einsum("bshw,sc->bchw", w, self.gamma)
-        b = torch.einsum("bshw,sc->bchw", w, self.beta)
-        return g, b
-
-    def forward(
-        self,
-        x: Tensor,
-        mix: Tensor,
-        stats: tuple[Tensor, Tensor] | None = None,
-        relu: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        if stats is None:
-            # Reductions accumulate in fp32 even for bf16/fp16 inputs, so no fp32 copy is made.
-            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
-            mean, var = _f32(mean), _f32(var)
-        else:
-            mean, var = stats
-        g, b = self.affine(mix, (x.shape[-2], x.shape[-1]))
-        # Normalise and apply gamma/beta in one pass over the activation:
-        # (x - mean) / std * g + b  ==  x * scale + shift.
-        scale = _f32(g) * torch.rsqrt(var + _EPS)
-        shift = _f32(b) - mean * scale
-        y = torch.addcmul(_as(shift, x.dtype), x, _as(scale, x.dtype))
-        if relu:
-            # In place when no gradient is recorded: one pass and one allocation fewer per layer.
-            y = y.relu_() if not torch.is_grad_enabled() else F.relu(y)
-        return y, (mean, var)
 
 
 class ConvLayer(nn.Module):
@@ -163,13 +101,32 @@ class TransformerNet(nn.Module):
         # Dumoulin et al. (Table 2 of the appendix) normalise the output layer too, which lets each
         # style shift the palette cheaply, then squash with a sigmoid into [0, 1].
         self.out_norm = ConditionalInstanceNorm2d(3, S)
+        for i, n in enumerate(self.norms()):
+            n.index = i
 
     @property
     def num_styles(self) -> int:
         return self.config.num_styles
 
     def norms(self) -> list[ConditionalInstanceNorm2d]:
+        """The conditional norms in the order the network applies them (their ``index``)."""
         return [*self.down_norm, *self.res_norm, *self.up_norm, self.out_norm]
+
+    @staticmethod
+    def is_row_key(key: str) -> bool:
+        """State-dict keys that hold one row per style (the conditional norms' gamma and beta):
+        what a bank adds, removes, reorders and merges; everything else is shared."""
+        return key.rsplit(".", 1)[-1] in ConditionalInstanceNorm2d.ROW_PARAMS
+
+    def style_params(self, mix: Tensor) -> RowMix:
+        """The network's rows mixed by ``mix`` (``[B, S]``, or ``[B, S, H, W]`` share maps)."""
+        return RowMix(mix)
+
+    def row_params(self, rows: int | Sequence[int]) -> LayerParams:
+        """The stored parameters of style row(s) ``rows``, per layer (``[B, C]`` each)."""
+        idx = torch.as_tensor(rows, device=self.out_norm.gamma.device).reshape(-1).long()
+        norms = self.norms()
+        return LayerParams([n.gamma[idx] for n in norms], [n.beta[idx] for n in norms])
 
     def macs_per_pixel(self) -> float:
         """Multiply-adds of the convolutions per input pixel (the cost that sets CPU speed):
@@ -202,41 +159,40 @@ class TransformerNet(nn.Module):
         warnings.warn("TransformerNet.style_weights is now one_hot", DeprecationWarning, 2)
         return self.one_hot(index, batch)
 
-    def forward(self, x: Tensor, mix: Tensor) -> Tensor:
-        return self.forward_with_stats(x, mix)[0]
+    def forward(self, x: Tensor, style: Tensor | StyleParams) -> Tensor:
+        """Stylize ``x`` ([B, 3, H, W] in [0, 1]) with ``style``: a ``StyleParams``, or a mix of
+        the network's rows (``[B, S]`` or ``[B, S, H, W]``)."""
+        return self.forward_with_stats(x, style)[0]
 
     def forward_with_stats(
-        self, x: Tensor, mix: Tensor, stats: NormStats | None = None
+        self, x: Tensor, style: Tensor | StyleParams, stats: NormStats | None = None
     ) -> tuple[Tensor, NormStats]:
         """Run the network; with ``stats`` given, use those instance-norm statistics instead of
         the input's own (tiled inference uses whole-image statistics for every tile)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images [B, 3, H, W], got {tuple(x.shape)}")
-        if mix.shape[0] != x.shape[0] or mix.shape[1] != self.num_styles:
-            raise ValueError(
-                f"mix must be [B={x.shape[0]}, S={self.num_styles}, ...], got {tuple(mix.shape)}"
-            )
+        params = as_params(style)
+        params.check(self.num_styles, x.shape[0])
         h, w = x.shape[-2:]
         if min(h, w) < MIN_SIZE:
             raise ValueError(f"image is {w}x{h}; the minimum is {MIN_SIZE}x{MIN_SIZE} pixels")
         # Two stride-2 stages: pad to a multiple of 4 so the output has the input's exact size.
         x = pad_to_multiple(x, 4)
-        if mix.dim() == 4:
-            mix = pad_to_multiple(mix, 4, mode="replicate")
-        y, out_stats = self.core(x, mix, stats)
+        y, out_stats = self.core(x, params.padded(4), stats)
         return y[..., :h, :w], out_stats
 
     def core(
-        self, x: Tensor, mix: Tensor, stats: NormStats | None = None
+        self, x: Tensor, style: Tensor | StyleParams, stats: NormStats | None = None
     ) -> tuple[Tensor, NormStats]:
         """The network proper, for inputs whose height and width are multiples of 4 (what the
         ONNX/TorchScript exports trace and torch.compile specialises: no shape-dependent Python
         control flow in here)."""
+        params = as_params(style)
         out_stats: NormStats = []
         it = iter(stats) if stats is not None else None
 
         def norm(layer: ConditionalInstanceNorm2d, t: Tensor, relu: bool = True) -> Tensor:
-            y, s = layer(t, mix, next(it) if it is not None else None, relu=relu)
+            y, s = layer(t, params, next(it) if it is not None else None, relu=relu)
             out_stats.append(s)
             return y
 
@@ -263,5 +219,26 @@ def complete_model_args(args: Mapping[str, Any]) -> dict[str, Any]:
     return {**ModelConfig().to_dict(), **dict(args)}
 
 
-def build_model(model_args: dict) -> TransformerNet:
-    return TransformerNet(**model_args)
+def build_model(model_args: Mapping[str, Any]) -> TransformerNet:
+    """The network a checkpoint's model arguments describe (missing keys read as defaults)."""
+    return TransformerNet(**complete_model_args(model_args))
+
+
+def random_network(
+    num_styles: int = 2,
+    base_channels: int = 8,
+    num_res_blocks: int = 1,
+    seed: int = 0,
+    spread: float = 0.3,
+    **model_args: Any,
+) -> TransformerNet:
+    """An untrained network whose styles differ: seeded random convolutions and rows drawn as
+    gamma ~ N(1, spread), beta ~ N(0, spread), in eval mode. What benchmarks time and tests
+    stylize with when no trained network is needed (the defaults are the tests' tiny size)."""
+    torch.manual_seed(seed)
+    net = TransformerNet(num_styles, base_channels, num_res_blocks, **model_args).eval()
+    with torch.no_grad():
+        for n in net.norms():
+            n.gamma.normal_(1.0, spread)
+            n.beta.normal_(0.0, spread)
+    return net

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stylenet.device import available_memory, cpu_bf16_fast
+from stylenet.runtime.device import available_memory, cpu_bf16_fast
 
 # Default budget: half of what is free. The rest covers the decoded image, the output, the
 # previous image's buffers in a folder run, and other processes on the machine.

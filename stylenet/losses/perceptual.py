@@ -1,7 +1,7 @@
 """Perceptual losses on frozen VGG16 features: content, Gram style, total variation.
 
 One implementation serves the feed-forward training (``PerceptualLoss``), the per-image
-optimization method (``stylenet.optimize``) and the evaluation harness.
+optimization method (``stylenet.optimization.gatys``) and the evaluation harness.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from torchvision.models import vgg16
 
 from stylenet.errors import LayerNameError, OptionError
-from stylenet.vgg import (
+from stylenet.losses.weights import resolve_vgg16_features
+from stylenet.nn.vgg import (
     DEFAULT_CONTENT_LAYERS,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -25,7 +26,6 @@ from stylenet.vgg import (
     VGG19_ONLY,
     default_layer_weights,
 )
-from stylenet.weights import resolve_vgg16_features
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def expand_layer_spec(spec: str | Sequence[str]) -> list[str]:
 class VGGFeatures(nn.Module):
     """Frozen VGG16 ``features`` truncated after the deepest requested layer.
 
-    ``weights``: "imagenet" (resolved by ``stylenet.weights``; an error if not found) or "random"
+    ``weights``: "imagenet" (resolved by ``stylenet.losses.weights``; an error if not found) or "random"
     (tests only; logged as a warning). ``pooling``: "max" (torchvision) or "avg" (Gatys et al.
     2016, Sec. 2, report slightly better results with average pooling for optimization).
     """
@@ -244,7 +244,7 @@ class PerceptualLoss(nn.Module):
         loss_scales: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """The weighted loss from features already computed: shared by feed-forward training
-        (``forward``), per-image optimization (``stylenet.optimize``) and evaluation."""
+        (``forward``), per-image optimization (``stylenet.optimization.gatys``) and evaluation."""
         c_loss = content_loss(out_f, content_f, self.content_layers)
         per_layer = style_layer_losses(out_f, target_grams, self.style_layers)
         if loss_scales is None:

@@ -32,8 +32,8 @@ from PIL import Image
 from torch import Tensor
 
 from stylenet.errors import CheckpointError, OutputExistsError
-from stylenet.files import TORCH_LOAD_ERRORS, encode_image, save_torch
-from stylenet.model import TransformerNet
+from stylenet.io.files import TORCH_LOAD_ERRORS, encode_image, save_torch
+from stylenet.nn.network import TransformerNet, build_model
 
 FORMAT = "stylenet.inference"
 FORMAT_VERSION = 2
@@ -50,7 +50,7 @@ def now_iso() -> str:
 
 def make_thumbnail(image_path: str | os.PathLike, size: int = THUMBNAIL_SIZE) -> Tensor:
     """A small JPEG of a painting, as a uint8 tensor (safe for ``weights_only`` loading)."""
-    from stylenet.imaging import load_image
+    from stylenet.io.images import load_image
 
     img = load_image(image_path)
     img.thumbnail((size, size), Image.LANCZOS)
@@ -221,7 +221,7 @@ def network_from_checkpoint(
     ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint"
 ) -> TransformerNet:
     try:
-        model = TransformerNet(**ckpt["model_args"])
+        model = build_model(ckpt["model_args"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model arguments {ckpt['model_args']} ({e})") from e
     try:

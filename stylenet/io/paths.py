@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+# stylenet/ (this file is stylenet/io/paths.py)
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 ASSETS_DIR = PACKAGE_DIR / "assets"
 STYLE_DIR = ASSETS_DIR / "styles"
 SAMPLE_CONTENT_DIR = ASSETS_DIR / "content"

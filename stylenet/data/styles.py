@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from stylenet.errors import ImageReadError, StyleError
-from stylenet.imaging import image_to_tensor, load_image, resize_long
-from stylenet.paths import STYLE_DIR
+from stylenet.io.images import image_to_tensor, load_image, resize_long
+from stylenet.io.paths import STYLE_DIR
 
 log = logging.getLogger(__name__)
 

@@ -1,83 +1,23 @@
-"""Hydra config helpers: the config folder, the OmegaConf resolvers (registered on import) and
-the check of a composed training config."""
+"""The check of a composed training config before anything starts: every numeric key a user sets
+against what it must be, and the model keys against the network's arguments."""
 
 from __future__ import annotations
 
 import math
-import os
-import re
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from stylenet.device import cuda_available
 from stylenet.errors import OptionError
-from stylenet.paths import config_dir
-
-CONFIG_DIR = config_dir()
-
-
-def if_cuda(gpu_value, cpu_value):  # noqa: ANN001, ANN201
-    """``${if_cuda:a,b}``: ``a`` when a CUDA device is present, else ``b``. Lets one config hold
-    the real GPU recipe and the CPU-sized default without a branch per device in code."""
-    return gpu_value if cuda_available() else cpu_value
-
-
-def if_finetune(base, finetune_value, plain_value):  # noqa: ANN001, ANN201
-    """``${if_finetune:${finetune.from},a,b}``: ``a`` when growing a bank, else ``b``."""
-    return finetune_value if base not in (None, "", "null") else plain_value
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
-
-
-def run_name(choice, styles=None, base=None) -> str:  # noqa: ANN001
-    """The style group's choice as a file-name-safe run name: a bank keeps its name, an ad-hoc
-    list ``[a,b]`` becomes ``a+b`` (Hydra records no choice for a list: the selected style
-    names are used then). With a fine-tune ``base``, the name is ``<base stem>+<new styles>``."""
-    if choice is None and styles is not None:
-        choice = list(styles.keys()) if hasattr(styles, "keys") else list(styles)
-    if isinstance(choice, (list, tuple, ListConfig)):
-        parts: Sequence[str] = [str(c) for c in choice]
-    else:
-        s = str(choice).strip()
-        parts = [p.strip() for p in s.strip("[]").split(",")] if s.startswith("[") else [s]
-    name = "+".join(p for p in parts if p)
-    if base not in (None, "", "null"):
-        name = f"{Path(str(base)).stem}+{name}"
-    return _safe(name) or "run"
-
-
-def cpu_workers(cap: int = 8) -> int:
-    """DataLoader workers: leave one core to the training process, at most ``cap``."""
-    return max(0, min(int(cap), (os.cpu_count() or 1) - 1))
-
-
-def register_resolvers() -> None:
-    for name, fn in (
-        ("if_cuda", if_cuda),
-        ("if_finetune", if_finetune),
-        ("run_name", run_name),
-        ("cpu_workers", cpu_workers),
-    ):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
-
-
-register_resolvers()
-
-
-# ----------------------------------------------------------------------------- checking a config
 
 # Every numeric key a user sets, with what it must be: (kind, lowest, highest, null allowed).
 # Checked on the composed config before anything starts, so a wrong value is one line naming its
 # key instead of a traceback from deep inside a constructor (or, for a NaN loss weight, a stop at
 # step 0).
 _INT, _FLOAT = "an integer", "a number"
+
+
 NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "seed": (_INT, 0, None, False),
     "style_size": (_INT, 16, 8192, False),
@@ -106,6 +46,8 @@ NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "finetune.affine_lr": (_FLOAT, 0, None, False),
     "finetune.replay": (_FLOAT, 0, 1, False),
 }
+
+
 # Keys whose value must be strictly above ``lowest`` (a learning rate of 0 trains nothing).
 _EXCLUSIVE_LOW = {"optim.lr", "finetune.affine_lr"}
 
@@ -176,7 +118,7 @@ def validate_train_config(cfg: DictConfig) -> None:
 def _check_model_keys(cfg: DictConfig) -> None:
     from dataclasses import fields
 
-    from stylenet.model import ModelConfig
+    from stylenet.nn.network import ModelConfig
 
     known = {f.name for f in fields(ModelConfig)} - {"num_styles"}
     for key in OmegaConf.select(cfg, "model") or {}:

@@ -1,0 +1,107 @@
+"""The evaluation report: ``report.json``, ``report.md`` and the contact sheet of a few photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Photo rows of the contact sheet: enough to look at each style on different scenes; the tables
+# score every photo. 24 rows of 11 tiles at 192 px made a 13 MB PNG.
+SHEET_PHOTOS = 6
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    from stylenet.io.files import save_image, write_text
+    from stylenet.io.images import tensor_to_image
+    from stylenet.io.sheets import contact_sheet
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = report.pop("_outputs")
+    photos = report.pop("_photos")
+    paths = {
+        "json": out_dir / "report.json",
+        "markdown": out_dir / "report.md",
+        "sheet": out_dir / "contact_sheet.png",
+    }
+    write_text(paths["json"], json.dumps(report, indent=2) + "\n")
+    names = list(report["styles"])
+    imgs, labels = [], []
+    for i, (pname, photo) in enumerate(photos[:SHEET_PHOTOS]):
+        imgs.append(tensor_to_image(photo))
+        labels.append(pname)
+        for n in names:
+            imgs.append(tensor_to_image(outputs[n][i]))
+            labels.append(n)
+    sheet = contact_sheet(imgs, labels, ncols=len(names) + 1, tile=192)
+    save_image(sheet, paths["sheet"])
+    write_text(paths["markdown"], render_report_md(report))
+    return paths
+
+
+def render_report_md(report: dict[str, Any]) -> str:
+    el = report["eval_loss"]
+    held = report.get("held_out", "not recorded")
+    which = "held-out photos" if held == "yes" else "photos"
+    lines = [
+        f"# Quality report: `{report['checkpoint']}`",
+        "",
+    ]
+    if report.get("note"):
+        lines += [report["note"].strip(), ""]
+    if held != "yes":
+        lines += ["These photos are not recorded as held out from this network's training (its "
+                  "training config excludes none of them).", ""]  # fmt: skip
+    if report.get("wall_s") is not None:
+        lines += [f"Evaluated in {report['wall_s']:.0f} s on {report.get('machine', '?')}.", ""]
+    lines += [
+        f"{len(report['photos'])} {which} at {report['size']} px (longer side). Fixed evaluation "
+        f"loss: VGG16, content {', '.join(el['content_layers'])}, style {', '.join(el['style_layers'])}, "
+        f"total = {el['content_weight']:g} x content + {el['style_weight']:g} x style. Lower is better for "
+        "losses; SSIM (luma, 1 = same structure) higher keeps more of the photo; checkerboard 1.0 = no more "
+        "periodic energy than the photo; amortization gap = feed-forward loss / optimized loss (1.0 = as "
+        "good as per-image optimization).",
+        "",
+        "| style | loss | content | style | relu1_2 | relu2_2 | relu3_3 | relu4_3 | SSIM luma | checker 2px | checker 4px | amortization gap |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, s in report["styles"].items():
+        m = s["summary"]
+        gap = f"{m['amortization_gap']:.2f}" if "amortization_gap" in m else "n/a"
+        lines.append(
+            f"| {n} | {m['loss']:.4g} | {m['content_loss']:.4g} | {m['style_loss']:.3g} | "
+            + " | ".join(
+                f"{m[f'style_loss/{k}']:.3g}" for k in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+            )
+            + f" | {m['ssim_luma']:.3f} | {m['checkerboard_2px']:.2f} | {m['checkerboard_4px']:.2f} | {gap} |"
+        )
+    gaps = [(n, g) for n, s in report["styles"].items() for g in s["amortization"]]
+    if gaps:
+        lines += ["", "Amortization gap per photo (L-BFGS from the photo, same loss, same size):", "",
+                  "| style | photo | feed-forward loss | optimized loss | ratio | steps |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+        for n, g in gaps:
+            lines.append(
+                f"| {n} | {g['photo']} | {g['feed_forward_loss']:.4g} | {g['optimized_loss']:.4g} | {g['ratio']:.2f} | {g['steps']} |"
+            )
+    cmp_rows = [
+        (n, s["summary"]) for n, s in report["styles"].items() if "compare_loss" in s["summary"]
+    ]
+    if cmp_rows:
+        lines += ["", "Bank vs single-style checkpoint (same style, same photos):", "",
+                  "| style | this checkpoint loss | compared checkpoint loss | this style | compared style | this content | compared content |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for n, m in cmp_rows:
+            lines.append(f"| {n} | {m['loss']:.4g} | {m['compare_loss']:.4g} | {m['style_loss']:.3g} | "
+                         f"{m['compare_style_loss']:.3g} | {m['content_loss']:.4g} | {m['compare_content_loss']:.4g} |")  # fmt: skip
+    if "video_flicker" in report:
+        v = report["video_flicker"]
+        lines += ["", f"Video flicker ({v['frames']} frames): output change {v['output_change']:.4f} vs input "
+                  f"change {v['input_change']:.4f} per frame; ratio {v['flicker_ratio']:.2f}."]  # fmt: skip
+        t = report.get("video_flicker_temporal")
+        if t:
+            lines.append(f"With temporal smoothing {t['temporal']:g}: output change "
+                         f"{t['output_change']:.4f}; ratio {t['flicker_ratio']:.2f}.")  # fmt: skip
+    shown = min(SHEET_PHOTOS, len(report["photos"]))
+    lines += ["", f"Contact sheet: {shown} of the {len(report['photos'])} photos.", "",
+              "![contact sheet](contact_sheet.png)", ""]  # fmt: skip
+    return "\n".join(lines)

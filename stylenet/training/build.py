@@ -1,0 +1,138 @@
+"""The objects a training run needs, built from a composed config: the data module, the
+LightningModule and the Trainer's arguments; library option names mapped back to config keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from stylenet.data.photos import ContentDataModule
+from stylenet.data.styles import StyleSpec
+from stylenet.errors import (
+    OptionError,
+    StylenetError,
+)
+from stylenet.training.module import StyleTransferModule
+
+
+def build_datamodule(cfg: DictConfig) -> ContentDataModule:
+    d = cfg.data
+    try:
+        return ContentDataModule(
+            root=d.root,
+            annotations=d.get("annotations"),
+            exclude=OmegaConf.to_container(d.exclude)
+            if isinstance(d.get("exclude"), ListConfig)
+            else d.get("exclude"),
+            image_size=d.image_size,
+            batch_size=d.batch_size,
+            num_workers=d.num_workers,
+            scale=tuple(d.scale),
+            hflip=d.hflip,
+            small_images=d.small_images,
+            num_samples=cfg.samples.num_photos,
+            sample_size=cfg.samples.size,
+            pin_memory=d.get("pin_memory"),
+            seed=cfg.seed,
+            min_epoch_samples=int(d.get("min_epoch_samples") or 0),
+            scan_cache=bool(d.get("scan_cache", True)),
+        )
+    except OptionError as e:
+        raise _config_error(e) from e
+
+
+# Library option names -> the config keys a user sets.
+CONFIG_KEYS = {
+    "image_size": "data.image_size", "batch_size": "data.batch_size", "root": "data.root",
+    "annotations": "data.annotations", "exclude": "data.exclude", "num_workers": "data.num_workers", "scale": "data.scale",
+    "small_images": "data.small_images", "sample_size": "samples.size",
+    "vgg_weights": "loss.vgg.weights", "pooling": "loss.vgg.pooling",
+    "scheduler": "optim.scheduler",
+}  # fmt: skip
+
+
+def _config_error(e: StylenetError) -> StylenetError:
+    """The same error, naming the config key instead of the library parameter."""
+    if e.option and e.option in CONFIG_KEYS:
+        return type(e)(e.message, option=CONFIG_KEYS[e.option])
+    return e
+
+
+def build_module(
+    cfg: DictConfig,
+    specs: list[StyleSpec],
+    *,
+    model_args: dict | None = None,
+    row_names: list[str] | None = None,
+    rows: list[int] | None = None,
+    row_shares: list[float] | None = None,
+    train_scope: str = "all",
+    lr: float | None = None,
+    nan_check_every: int = 1,
+    vgg_dtype: str = "fp32",
+) -> StyleTransferModule:
+    lc, oc = cfg.loss, cfg.optim
+    try:
+        return StyleTransferModule(
+            styles=[s.to_dict() for s in specs],
+            model=model_args or OmegaConf.to_container(cfg.model, resolve=True),
+            content_layers=list(lc.content_layers),
+            style_layers=OmegaConf.to_container(lc.style_layers, resolve=True),
+            content_weight=lc.content_weight,
+            style_weight=lc.style_weight,
+            tv_weight=lc.tv_weight,
+            vgg_weights=lc.vgg.weights,
+            vgg_weights_path=lc.vgg.get("weights_path"),
+            style_size=cfg.style_size,
+            lr=lr if lr is not None else oc.lr,
+            betas=tuple(oc.betas),
+            scheduler=oc.scheduler,
+            warmup_steps=oc.warmup_steps,
+            min_lr_ratio=oc.min_lr_ratio,
+            channels_last=bool(cfg.trainer.get("channels_last", False)),
+            row_names=row_names,
+            rows=rows,
+            row_shares=row_shares,
+            train_scope=train_scope,
+            nan_check_every=nan_check_every,
+            seed=int(cfg.seed),
+            vgg_dtype=vgg_dtype,
+            vgg_pooling=str(lc.vgg.get("pooling", "max")),
+        )
+    except OptionError as e:
+        raise _config_error(e) from e
+
+
+def _model_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """Model keys the user set on the command line (``model=narrow`` or ``model.x=...``)."""
+    out: dict[str, Any] = {}
+    for o in _explicit_overrides():
+        if o.startswith("model=") or o.startswith("model.") or o.startswith("+model."):
+            out.update(OmegaConf.to_container(cfg.model, resolve=True))
+    return out
+
+
+def _trainer_kwargs(cfg: DictConfig) -> tuple[dict[str, Any], str, int]:
+    kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kw.pop("channels_last", None)
+    compile_mode = kw.pop("compile", "auto")
+    # YAML 1.1 reads a bare on/off as a boolean: accept either spelling.
+    compile_mode = {True: "on", False: "off"}.get(compile_mode, str(compile_mode))
+    refresh = int(kw.pop("progress_refresh_rate", 1) or 1)
+    if compile_mode not in ("auto", "on", "off"):
+        raise OptionError(
+            f"must be auto, on or off; got {compile_mode!r}", option="trainer.compile"
+        )
+    kw["max_steps"] = int(kw["max_steps"])  # validate_train_config checked it
+    return kw, compile_mode, refresh
+
+
+def _explicit_overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except (ValueError, OmegaConfBaseException):  # not inside a Hydra app
+        return []
