@@ -29,7 +29,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-TIME_KEYS = {"created", "when", "date"}
+# Differ from run to run of one tree: the times files were written, the run's random id, and
+# the sha256 of a base checkpoint (its bytes hold that id).
+TIME_KEYS = {"created", "when", "date", "run_id", "base_sha256"}
+# Paths are recorded in configs and summaries: every run works in this one folder.
+WORK = Path(tempfile.gettempdir()) / "stylenet-same-outputs"
 
 
 def _photos(folder: Path, n: int = 3, seed: int = 0) -> list[Path]:
@@ -190,7 +194,7 @@ def main() -> None:
     ap.add_argument("--tree", type=Path, help="source tree whose commands are run")
     ap.add_argument("--out", type=Path, help="fingerprints (JSON) to write")
     ap.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"))
-    ap.add_argument("--work", type=Path, help="keep the inputs and outputs in this new folder")
+    ap.add_argument("--keep", action="store_true", help=f"keep the inputs and outputs ({WORK})")
     a = ap.parse_args()
     if a.compare:
         before, after = (json.loads(p.read_text()) for p in a.compare)
@@ -200,12 +204,13 @@ def main() -> None:
             print(f"{'same' if k in same else 'DIFFERENT':9} {k}")
         print(f"{len(same)} of {len(keys)} outputs identical")
         raise SystemExit(0 if len(same) == len(keys) else 1)
-    if a.work:
-        a.work.mkdir(parents=True)
-        prints = run_tree(a.tree, a.work.resolve())
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            prints = run_tree(a.tree, Path(tmp))
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    try:
+        prints = run_tree(a.tree, WORK)
+    finally:
+        if not a.keep:
+            shutil.rmtree(WORK, ignore_errors=True)
     a.out.write_text(json.dumps(prints, indent=1) + "\n")
     print(f"{len(prints) - 1} outputs fingerprinted -> {a.out}")
 

@@ -110,7 +110,10 @@ def compose():
     from hydra import initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
+    from stylenet.runtime.hydra import launch_overrides
+
     def _compose(overrides: list[str], config_name: str = "train", hydra: bool = False):
+        overrides, _ = launch_overrides(overrides)  # as every command does before composing
         with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
             cfg = hydra_compose(
                 config_name=config_name, overrides=overrides, return_hydra_config=hydra

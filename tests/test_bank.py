@@ -89,12 +89,11 @@ def test_default_name_is_base_plus_new_styles(compose, base):
 
 
 def test_errors_before_training(compose, tiny_overrides, base, tmp_path, monkeypatch):
-    import stylenet.training.run as T
 
     def boom(*a, **k):
         raise AssertionError("a model was built before the inputs were checked")
 
-    monkeypatch.setattr(T, "build_module", boom)
+    monkeypatch.setattr("stylenet.training.plans.build_module", boom)
     with pytest.raises(BankError, match="already has a style named 'night_cafe'"):
         train(compose(_ft(tiny_overrides, base, "style=night_cafe")))
     with pytest.raises(CheckpointError, match="does not exist"):

@@ -49,7 +49,7 @@ EXPERIMENT_SETS = {
     "cpu_narrow": {"model.base_channels": 16, "trainer.max_steps": 600,
                    "name": "starry_night-narrow", "export.dir": "checkpoints"},
     "fast_gpu": {"data.batch_size": 16, "trainer.max_steps": 10000, "optim.lr": 2e-3,
-                 "optim.scheduler": "cosine", "trainer.compile": "on"},
+                 "optim.scheduler": "cosine", "speed.compile": "on"},
     "coco_gpu": {"data.annotations": "/data/coco/a.json", "data.image_size": 256,
                  "data.batch_size": 4, "trainer.max_steps": 40000,
                  "trainer.precision": "bf16-mixed", "style_size": 512},
@@ -103,10 +103,62 @@ def test_public_keys_exist(compose):
         assert OmegaConf.select(cfg, key, default="MISSING") != "MISSING", key
 
 
-def test_cpu_defaults_are_cpu_sized(compose):
-    cfg = compose(["name=x"])  # tests force the CPU branch of ${if_cuda:...}
-    assert cfg.data.image_size == 128
-    assert cfg.trainer.precision == "32-true"
+def test_hardware_is_a_group_and_auto_picks_at_launch(compose, monkeypatch):
+    import stylenet.runtime.hydra as H
+
+    cpu, gpu = compose(["hardware=cpu"]), compose(["hardware=gpu"])
+    assert (cpu.data.image_size, cpu.trainer.precision, cpu.trainer.max_steps) == (
+        128,
+        "32-true",
+        600,
+    )
+    assert (gpu.data.image_size, gpu.trainer.precision, gpu.trainer.max_steps) == (
+        256,
+        "bf16-mixed",
+        40000,
+    )
+    assert (cpu.loss.style_weight, gpu.loss.style_weight) == (2e9, 1e10)
+    assert (cpu.speed.progress_refresh_rate, gpu.speed.progress_refresh_rate) == (1, 20)
+    assert (cpu.hardware.name, gpu.hardware.name) == ("cpu", "gpu")  # recorded in config.yaml
+    # auto (or nothing) is replaced before composing, by what the machine has; a named choice and
+    # a key set directly are kept
+    for has_cuda, picked in ((False, "cpu"), (True, "gpu")):
+        monkeypatch.setattr(H, "cuda_available", lambda v=has_cuda: v)
+        assert H.launch_overrides(["style=x"])[0] == ["style=x", f"hardware={picked}"]
+        assert H.launch_overrides(["hardware=auto"])[0] == [f"hardware={picked}"]
+        assert compose(["name=x"]).hardware.name == picked
+    assert H.launch_overrides(["hardware=cpu,gpu"])[0] == ["hardware=cpu,gpu"]
+    assert compose(["hardware=gpu", "data.image_size=64"]).data.image_size == 64
+    # the opt-out of the launch step fails loudly instead of guessing
+    from hydra import compose as raw_compose
+    from hydra import initialize_config_dir
+    from omegaconf.errors import OmegaConfBaseException
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        raw = raw_compose("train", ["hardware=auto"])
+    with pytest.raises(OmegaConfBaseException, match="hardware.image_size"):
+        _ = raw.data.image_size
+
+
+def test_the_trainer_group_holds_trainer_arguments_only(compose):
+    import inspect
+
+    import pytorch_lightning as pl
+
+    cfg = compose([])
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+    accepted = set(inspect.signature(pl.Trainer.__init__).parameters)
+    assert set(cfg.trainer) - {"_target_"} <= accepted
+
+
+def test_moved_keys_keep_their_old_spelling_with_a_note(compose):
+    from stylenet.runtime.hydra import launch_overrides
+
+    ov, notes = launch_overrides(["trainer.compile=on", "+trainer.channels_last=false"])
+    assert ov[:2] == ["speed.compile=on", "+speed.channels_last=false"]
+    assert notes == ["trainer.compile is now speed.compile",
+                     "trainer.channels_last is now speed.channels_last"]  # fmt: skip
+    assert compose(["trainer.compile=on"]).speed.compile == "on"
 
 
 def test_run_name():
@@ -127,3 +179,21 @@ def test_style_without_image_is_refused():
         specs_from_config({"broken": {"weight": 1.0}})
     with pytest.raises(StyleError, match="no style"):
         specs_from_config({})
+
+
+def test_growing_is_a_plan_the_commands_pick_from_finetune_from(compose, tmp_path):
+    from stylenet.errors import OptionError
+    from stylenet.runtime.hydra import launch_overrides
+    from stylenet.training.plans import make_plan
+
+    assert launch_overrides(["finetune.from=b.pt"])[0][-1] == "plan=grow"
+    assert "plan=grow" not in launch_overrides(["finetune.from=null"])[0]
+    assert launch_overrides(["finetune.from=b.pt", "plan=fresh"])[0].count("plan=grow") == 0
+    grow = compose([f"finetune.from={tmp_path / 'b.pt'}"])
+    assert grow.plan.name == "grow" and grow.trainer.max_steps == grow.finetune.max_steps == 150
+    assert compose([]).plan.name == "fresh" and compose([]).trainer.max_steps == 600
+    # a plan that contradicts finetune.from is one line, before anything is read
+    with pytest.raises(OptionError, match="plan=grow"):
+        make_plan(compose([f"finetune.from={tmp_path / 'b.pt'}", "plan=fresh"]), [])
+    with pytest.raises(OptionError, match="set finetune.from"):
+        make_plan(compose(["plan=grow"]), [])

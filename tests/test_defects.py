@@ -335,7 +335,10 @@ def test_sigterm_during_start_up_is_one_line_and_leaves_nothing(compose, tiny_ov
         return res
 
     monkeypatch.setattr(ContentDataModule, "prepare", scan_then_sigterm)
-    monkeypatch.setattr(T, "build_module", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(
+        "stylenet.training.plans.build_module",
+        lambda *a, **k: (_ for _ in ()).throw(AssertionError),
+    )
     with pytest.raises(Interrupted, match="during start-up"):
         T.train(compose(tiny_overrides))
     assert not (tmp_path / "run").exists()

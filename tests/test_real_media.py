@@ -197,10 +197,8 @@ def test_http_api_takes_odd_media(ckpt, odd, tmp_path):
 
 
 def test_optimize_takes_odd_media(odd, tmp_path):
-    from hydra import compose, initialize_config_dir
-
     from stylenet.optimization.run import run
-    from stylenet.runtime.hydra import CONFIG_DIR
+    from stylenet.runtime.hydra import CONFIG_DIR, compose_config
 
     folder, _ = odd
     big = media.jpeg(tmp_path / "big.jpg", 4000, 3000)
@@ -209,9 +207,9 @@ def test_optimize_takes_odd_media(odd, tmp_path):
         (big, folder / "palette.png", (48, 36)),
         (folder / "grey16.png", folder / "animated.gif", (48, 32)),
     ):
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR / "optimize")):
-            cfg = compose("optimize", [f"content={content}", f"style={style}", "size=48",
-                                       "steps=2", "loss.vgg.weights=random"])  # fmt: skip
+        cfg = compose_config("optimize", [f"content={content}", f"style={style}", "size=48",
+                                          "steps=2", "loss.vgg.weights=random"],
+                             CONFIG_DIR / "optimize")  # fmt: skip
         res = run(cfg, run_dir=tmp_path / content.stem)
         assert Image.open(res["result"]).size == want, content.name
 

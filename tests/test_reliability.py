@@ -245,7 +245,8 @@ def test_ctrl_c_in_training_says_how_to_resume(photo_dir, tmp_path):
     )
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert _wait_for(lambda: last.is_file(), timeout=120)
-    time.sleep(1.0)
+    first = last.stat().st_mtime_ns
+    assert _wait_for(lambda: last.stat().st_mtime_ns != first, timeout=120)  # steps are running
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-3000:]

@@ -236,12 +236,12 @@ def test_engine_batches_same_size_requests_with_their_own_mixes(ckpt):
 def test_engine_refuses_when_full_and_drains_on_close(ckpt):
     st = Stylizer(ckpt, device="cpu", precision="fp32")
     eng = Engine(st, max_queue=2, max_batch=1)
-    gate = threading.Event()
+    gate, holding = threading.Event(), threading.Event()
     original = eng._forward
-    eng._forward = lambda jobs: (gate.wait(5), original(jobs))[1]
+    eng._forward = lambda jobs: (holding.set(), gate.wait(5), original(jobs))[2]
     x = torch.rand(1, 3, 32, 32)
     jobs = [eng.submit(x, st.mix(0), StylizeOptions(max_size=0))]
-    time.sleep(0.2)  # the worker holds the first; two more fill the queue
+    assert holding.wait(5)  # the worker holds the first; two more fill the queue
     jobs += [eng.submit(x, st.mix(0), StylizeOptions(max_size=0)) for _ in range(2)]
     with pytest.raises(QueueFull) as e:
         eng.submit(x, st.mix(0), StylizeOptions(max_size=0))
@@ -301,9 +301,11 @@ def _slow_engine(ckpt, per_call_s: float, **kw):
     eng = Engine(st, **kw)
     original = eng._forward
     calls: list[tuple[float, list[float]]] = []
+    eng.running = threading.Event()  # set once a call has started
 
     def slow(jobs):
         calls.append((time.perf_counter(), [j.deadline for j in jobs]))
+        eng.running.set()
         time.sleep(per_call_s * len(jobs))
         return original(jobs)
 
@@ -338,7 +340,7 @@ def test_engine_drops_work_whose_client_has_gone(ckpt):
     x = torch.rand(1, 3, 48, 48)
     opts = StylizeOptions(max_size=0)
     jobs = [eng.submit(x, st.mix(0), opts) for _ in range(4)]
-    time.sleep(0.1)  # the first is running
+    assert eng.running.wait(5)  # the first is running
     for j in jobs[1:3]:
         eng.cancel(j)  # their clients went away
     jobs[3].future.result(10)

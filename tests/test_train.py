@@ -98,12 +98,11 @@ def test_nan_loss_stops_with_step_and_keeps_last_good(compose, tiny_overrides, t
 
 
 def test_missing_data_root_fails_before_model(compose, tiny_overrides, tmp_path, monkeypatch):
-    import stylenet.training.run as T
 
     def boom(*a, **k):
         raise AssertionError("model built before the data root was checked")
 
-    monkeypatch.setattr(T, "build_module", boom)
+    monkeypatch.setattr("stylenet.training.plans.build_module", boom)
     cfg = compose(tiny_overrides + [f"data.root={tmp_path / 'nope'}"])
     from stylenet.data.photos import DataError
 

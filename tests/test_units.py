@@ -4,6 +4,7 @@ memory, tiling, signals."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -146,3 +147,67 @@ def test_the_shipped_checkpoints_still_load():
         assert read_raw(path)["format"] == FORMAT
         net, names, _ = load_network(path)
         assert net.num_styles == len(names) >= 1
+
+
+# ----------------------------------------------------------------------------- mix
+def test_style_specs_become_normalised_mixes():
+    from stylenet.errors import StyleSpecError
+    from stylenet.nn.mix import parse_mix, style_index
+
+    names = ["a", "b", "c"]
+    assert parse_mix("b", names).tolist() == [0, 1, 0]
+    assert parse_mix(2, names).tolist() == parse_mix("2", names).tolist() == [0, 0, 1]
+    assert torch.allclose(parse_mix("a=3,c=1", names), torch.tensor([0.75, 0.0, 0.25]))
+    assert torch.allclose(parse_mix("a,b", names), torch.tensor([0.5, 0.5, 0.0]))
+    assert torch.allclose(parse_mix({"c": 2, "a": 2}, names), torch.tensor([0.5, 0.0, 0.5]))
+    assert torch.allclose(parse_mix([1, 1, 2], names), torch.tensor([0.25, 0.25, 0.5]))
+    assert parse_mix("a=1,a=1", names).tolist() == [1, 0, 0]  # repeated names add up
+    assert style_index(" c ", names) == 2
+    for bad, text in (("d", "unknown style 'd'; available: 0:a, 1:b, 2:c"), ("3", "out of range 0..2"),
+                      ("a=x", "bad share"), ("a=-1,b=2", "must not be negative"),
+                      ("a=0", "all zero"), ("", "empty style spec"), ([1, 2], "2 shares for 3"),
+                      ("a=nan", "finite")):  # fmt: skip
+        with pytest.raises(StyleSpecError, match=re.escape(text)):
+            parse_mix(bad, names)
+    long = "x" * 5000  # an echoed spec is cut, not returned whole
+    with pytest.raises(StyleSpecError) as e:
+        parse_mix(long, names)
+    assert len(str(e.value)) < 200 and "5000 characters" in str(e.value)
+
+
+# ----------------------------------------------------------------------------- sheets
+def test_contact_sheet_lays_out_tiles_with_labels():
+    from PIL import Image
+
+    from stylenet.io.sheets import contact_sheet
+
+    red, blue = Image.new("RGB", (200, 100), "red"), Image.new("RGB", (50, 100), "blue")
+    sheet = contact_sheet([red, blue, red], ["one", "two", "x" * 80], ncols=2, tile=100, pad=6)
+    # tiles fitted into 100x100 (red: 100x50), two columns of the widest tile, two rows
+    assert sheet.size == (2 * (100 + 6) + 6, 2 * (100 + 22 + 6) + 6)
+    assert sheet.getpixel((6 + 50, 6 + 50)) == (255, 0, 0)  # the first tile, centred
+    assert sheet.getpixel((6 + 106 + 50, 6 + 50))[2] > 200  # the second, blue
+    label_row = sheet.crop((6, 6 + 100, 106, 6 + 122)).convert("L")
+    assert label_row.getextrema()[0] < 128  # a label is drawn under the tile
+    titled = contact_sheet([red], ["one"], title="T")
+    assert titled.height == contact_sheet([red], ["one"]).height + 28
+    with pytest.raises(ValueError, match="one label per image"):
+        contact_sheet([red], ["a", "b"])
+
+
+# ----------------------------------------------------------------------------- vgg
+def test_the_vgg16_layout_matches_torchvision():
+    from torchvision.models import vgg16
+
+    from stylenet.nn.vgg import LAYERS, VGG16_CONV_INDICES, VGG19_ONLY
+
+    features = vgg16(weights=None).features
+    assert len(LAYERS) == 13 and not set(VGG19_ONLY) & set(LAYERS)
+    for layer in LAYERS.values():
+        conv, relu = features[layer.conv_index], features[layer.index]
+        assert isinstance(conv, torch.nn.Conv2d) and isinstance(relu, torch.nn.ReLU), layer
+        assert conv.out_channels == layer.channels
+        pools = sum(isinstance(m, torch.nn.MaxPool2d) for m in features[: layer.index])
+        assert layer.stride == 2**pools, layer
+    convs = [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv2d)]
+    assert list(VGG16_CONV_INDICES) == convs

@@ -11,7 +11,7 @@ the studies that this module can run:
 - ``jpeg``: the evaluation loss of one network's outputs saved as PNG, 4:4:4 JPEG and 4:2:0 JPEG;
 - ``checkerboard-tiny``: nearest against bilinear upsampling in the quality test's tiny run;
 - ``memory``: peak memory of one forward pass per pixel and channel (``stylenet.inference.memory``);
-- ``train-compile``: training steps per second with and without ``trainer.compile``.
+- ``train-compile``: training steps per second with and without ``speed.compile``.
 """
 
 from __future__ import annotations
@@ -323,15 +323,14 @@ def memory_study(sides: Sequence[int] = (512, 1024, 2048)) -> dict[str, Any]:
 
 
 def train_compile_study(steps: int = 60, warm: int = 10) -> dict[str, Any]:
-    """Training steps per second on this machine with ``trainer.compile`` off and on (the CPU
+    """Training steps per second on this machine with ``speed.compile`` off and on (the CPU
     default recipe's crop and batch, random VGG weights: the speed, not the result, is measured),
     and the time the compiled run spent before its first step."""
     import tempfile
 
-    from hydra import compose, initialize_config_dir
     from pytorch_lightning.callbacks import Callback
 
-    from stylenet.runtime.hydra import CONFIG_DIR
+    from stylenet.runtime.hydra import compose_config
     from stylenet.training.run import train
 
     class Clock(Callback):
@@ -348,9 +347,8 @@ def train_compile_study(steps: int = 60, warm: int = 10) -> dict[str, Any]:
             ov = ["style=starry_night", "name=study", f"+run_dir={d}/run", f"export.dir={d}/exp",
                   f"trainer.max_steps={steps}", "samples.every_n_steps=0",
                   "checkpoint_every_n_steps=100000", "trainer.enable_progress_bar=false",
-                  "loss.vgg.weights=random", f"trainer.compile={mode}"]  # fmt: skip
-            with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-                cfg = compose("train", ov)
+                  "loss.vgg.weights=random", f"speed.compile={mode}"]  # fmt: skip
+            cfg = compose_config("train", ov)
             clock = Clock()
             train(cfg, extra_callbacks=[clock])
         rate = (steps - warm) / (clock.t[steps] - clock.t[warm])
@@ -359,11 +357,11 @@ def train_compile_study(steps: int = 60, warm: int = 10) -> dict[str, Any]:
                      "crop": int(cfg.data.image_size), "batch": int(cfg.data.batch_size)})  # fmt: skip
     return study(
         "train-compile", "Compiling the training step on a CPU",
-        f"Steps per second of `stylenet-train` with `trainer.compile` off and on, timed over steps "
+        f"Steps per second of `stylenet-train` with `speed.compile` off and on, timed over steps "
         f"{warm}..{steps} of one run each, and the seconds from the start of the run to the end "
-        "of its first step (compilation included). `trainer.compile=auto` compiles on CUDA only.",
+        "of its first step (compilation included). `speed.compile=auto` compiles on CUDA only.",
         [{"caption": "", "rows": rows,
-          "columns": [["compile", "trainer.compile"], ["crop", "crop"], ["batch", "batch"],
+          "columns": [["compile", "speed.compile"], ["crop", "crop"], ["batch", "batch"],
                       ["steps_per_s", "steps / s", ".3f"], ["first_step_s", "first step, s", ".0f"]]}],
         commands=["stylenet-bench --study train-compile"],
     )  # fmt: skip

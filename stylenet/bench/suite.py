@@ -170,10 +170,9 @@ class Suite:
     ) -> None:
         import tempfile
 
-        from hydra import compose, initialize_config_dir
         from pytorch_lightning.callbacks import Callback
 
-        from stylenet.runtime.hydra import CONFIG_DIR
+        from stylenet.runtime.hydra import compose_config
         from stylenet.training.run import train
 
         steps, warm = (6, 2) if self.quick else (260, 60)
@@ -205,9 +204,8 @@ class Suite:
             if self.quick:
                 overrides += ["data.image_size=32", "data.batch_size=2", "data.num_workers=0", "style_size=48",
                               "model.base_channels=8", "model.num_res_blocks=1", "samples.size=32",
-                              "trainer.compile=off", "trainer.precision=32-true"]  # fmt: skip
-            with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-                cfg = compose("train", overrides)
+                              "speed.compile=off", "trainer.precision=32-true"]  # fmt: skip
+            cfg = compose_config("train", overrides)
             cb = Throughput()
             t0 = time.perf_counter()
             res = train(cfg, extra_callbacks=[cb])
@@ -216,7 +214,7 @@ class Suite:
         sps = (steps - warm) * cb.batch / dt
         row = {"impl": f"stylenet-train, {label}", "device": self.device, "size": int(cfg.data.image_size),
                "batch": cb.batch, "steps_timed": steps - warm, "samples_per_s": sps, "wall_s": wall,
-               "precision": cfg.trainer.precision, "compile": str(cfg.trainer.compile),
+               "precision": cfg.trainer.precision, "compile": str(cfg.speed.compile),
                "final_loss": res.metrics.get("train/loss")}  # fmt: skip
         self.results["training"].append(row)
         self.log(f"  {row['impl']:<44} {row['size']}px b{row['batch']}: {sps:8.1f} samples/s")

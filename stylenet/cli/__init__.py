@@ -225,6 +225,12 @@ def hydra_main(config_dir: Path, config_name: str, run: Callable) -> int:
     wrong), then hand it to Hydra, which calls ``run(cfg)`` (returning an exit code) per job."""
     import hydra
 
+    from stylenet.runtime.hydra import launch_argv
+
+    argv, notes = launch_argv(sys.argv[1:])
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    sys.argv = [sys.argv[0], *argv]
     problem = hydra_usage_problem(sys.argv[1:], config_dir, config_name)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

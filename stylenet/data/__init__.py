@@ -4,5 +4,5 @@
   files skipped and counted, as a Lightning ``DataModule``;
 - ``styles``: style paintings named by the ``style`` config group (one YAML per style).
 
-May import: ``stylenet.errors``, ``stylenet.io``, ``stylenet.nn``.
+May import: ``stylenet.errors``, ``stylenet.io``, ``stylenet.runtime``, ``stylenet.nn``.
 """

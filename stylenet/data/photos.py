@@ -39,6 +39,7 @@ from stylenet.io.images import (
 )
 from stylenet.io.paths import SAMPLE_CONTENT_DIR, cache_dir
 from stylenet.nn.network import MIN_SIZE
+from stylenet.runtime.device import cuda_available
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +502,7 @@ class ContentDataModule(pl.LightningDataModule):
         return torch.stack(out) if out else torch.empty(0, 3, self.sample_size, self.sample_size)
 
     def train_dataloader(self) -> DataLoader:
-        pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
+        pin = cuda_available() if self.pin_memory is None else self.pin_memory
         n = len(self.train_set)
         sampler = LongEpochSampler(n, self.min_epoch_samples, self.seed)
         return DataLoader(

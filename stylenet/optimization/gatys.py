@@ -22,7 +22,7 @@ from stylenet.errors import OptimizeError
 from stylenet.io.images import fit_long_side, luma, preserve_color, resize_long
 from stylenet.losses.perceptual import PerceptualLoss, VGGFeatures, validate_layers
 from stylenet.nn.vgg import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS, LAYERS
-from stylenet.runtime.device import available_memory
+from stylenet.runtime.device import available_memory, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def optimize_image(
         style_layers = {n: 1.0 / len(names) for n in names}
     validate_layers(style_layers)
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device("auto")
     device = torch.device(device)
     torch.manual_seed(seed)
 

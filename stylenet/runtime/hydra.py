@@ -70,3 +70,84 @@ register_resolvers()
 
 
 # ----------------------------------------------------------------------------- checking a config
+
+
+# ----------------------------------------------------------------------------- launching a run
+
+# Keys that moved, by their old spelling: still accepted on the command line (with a note), so
+# the commands users typed keep working. The trainer group holds Trainer arguments only.
+MOVED_KEYS = {
+    "trainer.compile": "speed.compile",
+    "trainer.channels_last": "speed.channels_last",
+    "trainer.progress_refresh_rate": "speed.progress_refresh_rate",
+}
+
+
+def pick_hardware() -> str:
+    """``hardware=auto`` at launch: ``gpu`` when a CUDA device is present, else ``cpu``."""
+    return "gpu" if cuda_available() else "cpu"
+
+
+def launch_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The overrides a run is composed with, and notes on what changed: old spellings of moved
+    keys renamed, ``hardware`` picked when it is not given or ``auto`` (a sweep over named
+    choices, ``hardware=cpu,gpu``, is left as it is), and ``plan=grow`` when ``finetune.from``
+    names a bank and no plan is given. Every command applies this before Hydra
+    composes, and so do the tests, so a composed config never depends on where it is printed
+    unless it asks to (``hardware=auto``)."""
+    out, notes = [], []
+    hardware = plan = None
+    grows = False
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        bare = key.lstrip("+~")
+        if eq and bare == "plan":
+            plan = value
+        if eq and bare == "finetune.from" and value.strip() not in ("", "null", "None"):
+            grows = True
+        if eq and bare in MOVED_KEYS:
+            new = MOVED_KEYS[bare]
+            notes.append(f"{bare} is now {new}")
+            o = f"{key[: len(key) - len(bare)]}{new}={value}"
+        if eq and bare == "hardware":
+            hardware = value
+            if value.strip() == "auto":
+                continue
+        out.append(o)
+    if hardware is None or hardware.strip() == "auto":
+        out.append(f"hardware={pick_hardware()}")
+    if grows and plan is None:
+        out.append("plan=grow")
+    return out, notes
+
+
+def launch_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A Hydra command line with ``launch_overrides`` applied to its overrides (flags and their
+    values kept where they are). A line that does not parse is returned as it is: the usage
+    check reports it."""
+    from hydra._internal.utils import get_args_parser
+
+    argv = list(argv)
+    try:
+        args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return argv, []
+    given = list(args.overrides)
+    new, notes = launch_overrides(given)
+    out, j = [], 0
+    for a in argv:
+        if j < len(given) and a == given[j]:
+            j += 1
+            continue
+        out.append(a)
+    return out + new, notes
+
+
+def compose_config(config_name: str, overrides: Sequence[str], config_dir: Path = CONFIG_DIR):
+    """A config composed in-process as the command would compose it (``launch_overrides``
+    applied first): benchmarks and tests that run training without the command line."""
+    from hydra import compose, initialize_config_dir
+
+    overrides, _ = launch_overrides(overrides)
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
+        return compose(config_name, overrides)

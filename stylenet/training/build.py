@@ -91,7 +91,7 @@ def build_module(
             scheduler=oc.scheduler,
             warmup_steps=oc.warmup_steps,
             min_lr_ratio=oc.min_lr_ratio,
-            channels_last=bool(cfg.trainer.get("channels_last", False)),
+            channels_last=bool(cfg.speed.channels_last),
             row_names=row_names,
             rows=rows,
             row_shares=row_shares,
@@ -115,18 +115,26 @@ def _model_overrides(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _trainer_kwargs(cfg: DictConfig) -> tuple[dict[str, Any], str, int]:
+    """The Trainer's arguments (the ``trainer`` group without its ``_target_``), the compile mode
+    and the progress bar's refresh rate (``speed``)."""
     kw = OmegaConf.to_container(cfg.trainer, resolve=True)
-    kw.pop("channels_last", None)
-    compile_mode = kw.pop("compile", "auto")
+    kw.pop("_target_", None)
+    compile_mode = cfg.speed.compile
     # YAML 1.1 reads a bare on/off as a boolean: accept either spelling.
     compile_mode = {True: "on", False: "off"}.get(compile_mode, str(compile_mode))
-    refresh = int(kw.pop("progress_refresh_rate", 1) or 1)
+    refresh = int(cfg.speed.progress_refresh_rate or 1)
     if compile_mode not in ("auto", "on", "off"):
-        raise OptionError(
-            f"must be auto, on or off; got {compile_mode!r}", option="trainer.compile"
-        )
+        raise OptionError(f"must be auto, on or off; got {compile_mode!r}", option="speed.compile")
     kw["max_steps"] = int(kw["max_steps"])  # validate_train_config checked it
     return kw, compile_mode, refresh
+
+
+def build_trainer(cfg: DictConfig, **run_args: Any) -> Any:  # noqa: ANN401  (a pl.Trainer)
+    """The ``trainer`` group instantiated (``_target_``: pytorch_lightning.Trainer), with what the
+    run adds (``run_args``: logger, callbacks, plugins, ...)."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.trainer, max_steps=int(cfg.trainer.max_steps), **run_args)
 
 
 def _explicit_overrides() -> list[str]:

@@ -41,7 +41,7 @@ NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "trainer.log_every_n_steps": (_INT, 1, None, False),
     "trainer.num_nodes": (_INT, 1, None, False),
     "trainer.gradient_clip_val": (_FLOAT, 0, None, True),
-    "trainer.progress_refresh_rate": (_INT, 1, None, False),
+    "speed.progress_refresh_rate": (_INT, 1, None, False),
     "finetune.max_steps": (_INT, 1, None, False),
     "finetune.affine_lr": (_FLOAT, 0, None, False),
     "finetune.replay": (_FLOAT, 0, 1, False),

@@ -12,8 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from stylenet.checkpoints.format import (
     build_payload,
-    make_thumbnail,
-    now_iso,
     read_raw,
     save_checkpoint,
 )
@@ -73,24 +71,7 @@ def _export(
 ) -> Path:
     net = getattr(module.net, "_orig_mod", module.net)
     train_config = OmegaConf.to_container(cfg, resolve=True)
-    thumbs: list = []
-    history: list = []
-    if plan is not None:
-        from stylenet.training.grow import check_untouched, history_entry
-
-        check_untouched(plan, net)
-        base_thumbs = list(plan.base.get("style_thumbnails") or [])
-        thumbs = [base_thumbs[i] if i < len(base_thumbs) else None for i in range(len(plan.names))]
-        for spec, row in zip(plan.new_specs, plan.new_rows, strict=True):
-            thumbs[row] = make_thumbnail(spec.path())
-        history = [*plan.base.get("history", []), history_entry(plan, steps)]
-        # The grown bank's style entries: the base's, then the new ones.
-        base_styles = dict((plan.base.get("train_config") or {}).get("style") or {})
-        train_config["style"] = {**base_styles, **train_config.get("style", {})}
-    else:
-        thumbs = [make_thumbnail(s.path()) for s in module.style_specs]
-        history = [{"event": "trained", "date": now_iso(), "styles": list(module.style_names),
-                    "steps": steps}]  # fmt: skip
+    thumbs, history = plan.export_parts(module, steps, train_config)
     payload = build_payload(
         net, module.style_names, train_config=train_config, trained_steps=steps, run_id=run_id,
         thumbnails=thumbs, history=history,

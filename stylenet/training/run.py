@@ -32,12 +32,12 @@ from stylenet.errors import (
 )
 from stylenet.io.files import check_writable_dir, write_text
 from stylenet.runtime import signals
+from stylenet.runtime.device import cuda_available
 from stylenet.training.build import (
     _explicit_overrides,
-    _model_overrides,
     _trainer_kwargs,
     build_datamodule,
-    build_module,
+    build_trainer,
 )
 from stylenet.training.callbacks import (
     AtomicCheckpointIO,
@@ -55,6 +55,7 @@ from stylenet.training.outputs import (
     _read_state,
     choose_export_path,
 )
+from stylenet.training.plans import make_plan
 from stylenet.training.resume import check_resume_matches, resolve_resume
 
 log = logging.getLogger("stylenet.train")
@@ -168,21 +169,8 @@ def _train(
     specs = specs_from_config(cfg.style)
     for s in specs:
         load_style_image(s, 16)  # missing or corrupt style image: StyleError naming the file
-    plan = None
-    ft = cfg.get("finetune") or {}
-    if ft.get("from"):
-        from stylenet.training.grow import plan_finetune
-
-        plan = plan_finetune(
-            ft["from"], specs, mode=str(ft.get("mode", "affine")), init=str(ft.get("init", "mean")),
-            replace_existing=bool(ft.get("replace", False)), replay=float(ft.get("replay", 0.5)),
-            model_overrides=_model_overrides(cfg), style_size=int(cfg.style_size),
-        )  # fmt: skip
-        model_args = plan.model_args
-        names = plan.names
-    else:
-        model_args = {**OmegaConf.to_container(cfg.model, resolve=True), "num_styles": len(specs)}
-        names = [s.name for s in specs]
+    plan = make_plan(cfg, specs)
+    model_args, names = plan.model_args, plan.names
     resume, resume_ckpt = resolve_resume(cfg.get("ckpt_path"), ckpt_dir)
     if resume_ckpt is not None:
         check_resume_matches(resume_ckpt, resume, model_args, names)
@@ -211,7 +199,7 @@ def _train(
             run_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(_explicit_overrides()))
         )
 
-    cuda = torch.cuda.is_available() and trainer_kw.get("accelerator") != "cpu"
+    cuda = cuda_available() and trainer_kw.get("accelerator") != "cpu"
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -223,21 +211,7 @@ def _train(
     vgg_dtype = (
         "bf16" if cuda and str(trainer_kw.get("precision", "")).startswith("bf16") else "fp32"
     )
-    if plan is not None:
-        t_specs, t_rows, t_shares = plan.training_styles()
-        affine = plan.mode == "affine"
-        module = build_module(
-            cfg, t_specs, model_args=model_args, row_names=names, rows=t_rows, row_shares=t_shares,
-            train_scope="new_rows" if affine else "all",
-            lr=float(ft.get("affine_lr", cfg.optim.lr)) if affine else None, nan_check_every=nan_every,
-            vgg_dtype=vgg_dtype,
-        )  # fmt: skip
-        from stylenet.training.grow import grow_network
-
-        grown = grow_network(plan, module.loss, int(cfg.style_size))
-        module.net.load_state_dict(grown.state_dict())
-    else:
-        module = build_module(cfg, specs, nan_check_every=nan_every, vgg_dtype=vgg_dtype)
+    module = plan.build_module(cfg, nan_check_every=nan_every, vgg_dtype=vgg_dtype)
     module.checkpoint_every = every_ckpt
     if compile_mode == "on" or (compile_mode == "auto" and cuda):
         # Static shapes (every crop is image_size): one graph each for the network and the VGG.
@@ -264,8 +238,8 @@ def _train(
         save_dir=str(run_dir), name="tb", version="", default_hp_metric=False
     )
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer = pl.Trainer(
-        **trainer_kw,
+    trainer = build_trainer(
+        cfg,
         logger=logger,
         callbacks=callbacks,
         default_root_dir=str(run_dir),

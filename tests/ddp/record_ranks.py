@@ -3,11 +3,12 @@ drew (for tests/test_ddp.py). Lightning's DDP launcher re-runs this file once pe
 
 import json
 import os
+import sys
 
 import hydra
 from pytorch_lightning.callbacks import Callback
 
-from stylenet.runtime.hydra import CONFIG_DIR
+from stylenet.runtime.hydra import CONFIG_DIR, launch_argv
 from stylenet.training.run import train
 
 
@@ -42,4 +43,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
+    # as every stylenet command does before Hydra composes (the hardware pick, moved keys)
+    sys.argv = [sys.argv[0], *launch_argv(sys.argv[1:])[0]]
     main()
