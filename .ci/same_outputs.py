@@ -114,6 +114,23 @@ def checkpoint_parts(path: Path, name: str) -> dict[str, str]:
     }
 
 
+def recorded_config(path: Path) -> dict[str, str]:
+    """The training config a checkpoint records, flattened to ``{"a.b.c": value}``."""
+    import torch
+
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, v) -> None:  # noqa: ANN001
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        else:
+            flat[prefix] = json.dumps(v, sort_keys=True)
+
+    walk("", torch.load(path, map_location="cpu", weights_only=True).get("train_config") or {})
+    return flat
+
+
 def run_tree(tree: Path, work: Path) -> dict[str, str]:
     tree = tree.resolve()
     # The tree's package with its own configs inside it, first on the path: an installed
@@ -178,14 +195,17 @@ def run_tree(tree: Path, work: Path) -> dict[str, str]:
     sn("train", "name=grown", "style=mosaic", f"finetune.from={out / 'trained.pt'}", *tiny[:-1],
        f"hydra.run.dir={work / 'runs-grow'}")  # fmt: skip
     del train_photos
-    prints = {}
+    prints: dict = {}
+    configs: dict = {}
     for p in sorted(out.rglob("*")):
         if p.is_file() and not p.name.endswith((".yaml", ".log")) and "tfevents" not in p.name:
             name = str(p.relative_to(out))
             prints[name] = fingerprint(p)
             if p.suffix == ".pt" and "torchscript" not in p.name:
                 prints.update(checkpoint_parts(p, name))
+                configs[name] = recorded_config(p)
     prints["__commands__"] = log  # type: ignore[assignment]
+    prints["__configs__"] = configs  # type: ignore[assignment]
     return prints
 
 
@@ -198,11 +218,19 @@ def main() -> None:
     a = ap.parse_args()
     if a.compare:
         before, after = (json.loads(p.read_text()) for p in a.compare)
-        keys = sorted((set(before) | set(after)) - {"__commands__"})
+        keys = sorted((set(before) | set(after)) - {"__commands__", "__configs__"})
         same = [k for k in keys if before.get(k) == after.get(k)]
         for k in keys:
             print(f"{'same' if k in same else 'DIFFERENT':9} {k}")
         print(f"{len(same)} of {len(keys)} outputs identical")
+        bc, ac = before.get("__configs__", {}), after.get("__configs__", {})
+        for name in sorted(set(bc) & set(ac)):
+            b, c = bc[name], ac[name]
+            for k in sorted(set(b) | set(c)):
+                if b.get(k) != c.get(k):
+                    print(
+                        f"  {name} train_config {k}: {b.get(k, '(absent)')} -> {c.get(k, '(absent)')}"
+                    )
         raise SystemExit(0 if len(same) == len(keys) else 1)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)

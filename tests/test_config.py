@@ -197,3 +197,19 @@ def test_growing_is_a_plan_the_commands_pick_from_finetune_from(compose, tmp_pat
         make_plan(compose([f"finetune.from={tmp_path / 'b.pt'}", "plan=fresh"]), [])
     with pytest.raises(OptionError, match="set finetune.from"):
         make_plan(compose(["plan=grow"]), [])
+
+
+def test_groups_are_built_by_instantiate_and_a_stray_key_is_one_line(compose, photo_dir):
+    from stylenet.data.photos import ContentDataModule
+    from stylenet.errors import OptionError
+    from stylenet.training.build import build_datamodule
+
+    dm = build_datamodule(compose([f"data.root={photo_dir}", "data.scale=[0.6,0.9]"]))
+    assert isinstance(dm, ContentDataModule) and dm.scale == (0.6, 0.9) and dm.root == photo_dir
+    assert dm.num_samples == 4 and dm.sample_size == 160  # from samples.*, hardware=cpu
+    with pytest.raises(OptionError) as e:
+        build_datamodule(compose(["+data.colour=1"]))
+    assert e.value.option == "data.colour" and "ContentDataModule" in str(e.value)
+    with pytest.raises(OptionError) as e:  # the target's own errors come through, keyed
+        build_datamodule(compose(["data.scale=[0.9,0.1]"]))
+    assert e.value.option == "data.scale"

@@ -108,12 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
-    import torch
-
     from stylenet.bench.inference import bench_inference
     from stylenet.bench.report import render_markdown, write_results
     from stylenet.bench.training import bench_training
     from stylenet.io.files import check_writable_dir
+    from stylenet.runtime.device import cuda_available, resolve_device
     from stylenet.runtime.machine import environment
 
     if args.report and args.markdown is None:
@@ -134,7 +133,7 @@ def _body(args: argparse.Namespace) -> int:
     if args.suite:
         from stylenet.bench.suite import run_suite
 
-        device = "cuda" if args.suite == "gpu" else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if args.suite == "gpu" else resolve_device("auto").type
         results = run_suite(device, args.suite == "quick", args.vgg_weights_path, args.data_root,
                             tests=args.suite == "gpu")  # fmt: skip
         results["env"]["command"] = "stylenet-bench " + " ".join(sys.argv[1:])
@@ -143,7 +142,7 @@ def _body(args: argparse.Namespace) -> int:
         results = {"env": environment(), "serve": _serve_rows(args.serve), "notes": args.notes}
         print(f"results: {write_results(results, args.results_dir)}")
     elif not args.report:
-        devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+        devices = args.devices or (["cpu", "cuda"] if cuda_available() else ["cpu"])
         results = {"env": environment(), "inference": [], "training": [], "notes": args.notes}
         for dev in devices:
             print(f"== inference on {dev}")

@@ -371,7 +371,7 @@ class ContentDataModule(pl.LightningDataModule):
         sample_size: int = 256,
         pin_memory: bool | None = None,
         seed: int = 0,
-        min_epoch_samples: int = 0,
+        min_epoch_samples: int | None = 0,
         scan_cache: bool = True,
     ) -> None:
         super().__init__()
@@ -389,8 +389,8 @@ class ContentDataModule(pl.LightningDataModule):
         self.sample_size = int(sample_size)
         self.pin_memory = pin_memory
         self.seed = seed
-        self.min_epoch_samples = int(min_epoch_samples)
-        self.scan_cache = scan_cache
+        self.min_epoch_samples = int(min_epoch_samples or 0)
+        self.scan_cache = bool(scan_cache)
         self.scan: ScanResult | None = None
         self.train_files: list[Path] = []
         self.sample_files: list[Path] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from stylenet.data.photos import ContentDataModule
@@ -17,28 +17,35 @@ from stylenet.errors import (
 from stylenet.training.module import StyleTransferModule
 
 
-def build_datamodule(cfg: DictConfig) -> ContentDataModule:
-    d = cfg.data
+def instantiate_node(cfg: DictConfig, key: str, **kw: Any) -> Any:  # noqa: ANN401
+    """``hydra.utils.instantiate`` of the config node ``key`` (its ``_target_`` with its keys as
+    arguments, plus ``kw``). Hydra wraps whatever the target raises; the target's own error is
+    raised instead, and a key the target does not take is one line naming it."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
     try:
-        return ContentDataModule(
-            root=d.root,
-            annotations=d.get("annotations"),
-            exclude=OmegaConf.to_container(d.exclude)
-            if isinstance(d.get("exclude"), ListConfig)
-            else d.get("exclude"),
-            image_size=d.image_size,
-            batch_size=d.batch_size,
-            num_workers=d.num_workers,
-            scale=tuple(d.scale),
-            hflip=d.hflip,
-            small_images=d.small_images,
-            num_samples=cfg.samples.num_photos,
-            sample_size=cfg.samples.size,
-            pin_memory=d.get("pin_memory"),
+        return instantiate(cfg[key], **kw, _convert_="all")
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
+            name = str(cause).rsplit("argument", 1)[-1].strip(" '")
+            raise OptionError(
+                f"no such key for {cfg[key]._target_}", option=f"{key}.{name}"
+            ) from None
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def build_datamodule(cfg: DictConfig) -> ContentDataModule:
+    """The ``data`` group instantiated (``_target_``: ``ContentDataModule``), with the sample
+    grid's photos and the seed from their own keys."""
+    try:
+        return instantiate_node(
+            cfg, "data", num_samples=cfg.samples.num_photos, sample_size=cfg.samples.size,
             seed=cfg.seed,
-            min_epoch_samples=int(d.get("min_epoch_samples") or 0),
-            scan_cache=bool(d.get("scan_cache", True)),
-        )
+        )  # fmt: skip
     except OptionError as e:
         raise _config_error(e) from e
 
@@ -132,9 +139,7 @@ def _trainer_kwargs(cfg: DictConfig) -> tuple[dict[str, Any], str, int]:
 def build_trainer(cfg: DictConfig, **run_args: Any) -> Any:  # noqa: ANN401  (a pl.Trainer)
     """The ``trainer`` group instantiated (``_target_``: pytorch_lightning.Trainer), with what the
     run adds (``run_args``: logger, callbacks, plugins, ...)."""
-    from hydra.utils import instantiate
-
-    return instantiate(cfg.trainer, max_steps=int(cfg.trainer.max_steps), **run_args)
+    return instantiate_node(cfg, "trainer", max_steps=int(cfg.trainer.max_steps), **run_args)
 
 
 def _explicit_overrides() -> list[str]:
