@@ -106,18 +106,12 @@ def tiny_overrides(photo_dir: Path, tmp_path: Path) -> list[str]:
 def compose():
     """Compose a config of ``configs/`` as a run would. With ``hydra=True`` the Hydra node is
     set too, so ``${hydra:...}`` interpolations (the run name) resolve as in a real run."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from stylenet.runtime.hydra import launch_overrides
+    from stylenet.runtime.hydra import compose_config
 
     def _compose(overrides: list[str], config_name: str = "train", hydra: bool = False):
-        overrides, _ = launch_overrides(overrides)  # as every command does before composing
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-            cfg = hydra_compose(
-                config_name=config_name, overrides=overrides, return_hydra_config=hydra
-            )
+        cfg = compose_config(config_name, overrides, return_hydra_config=hydra)
         if hydra:
             HydraConfig.instance().set_config(cfg)
             with open_dict(cfg):

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from stylenet.io.images import pad_to_multiple
 from stylenet.nn.norm import ConditionalInstanceNorm2d
-from stylenet.nn.params import LayerParams, RowMix, StyleParams, as_params
+from stylenet.nn.params import LayerParams, StyleParams, as_params
 
 # Per-layer instance-norm statistics (mean, var), each [B, C, 1, 1], in network order.
 NormStats = list[tuple[Tensor, Tensor]]
@@ -117,10 +117,6 @@ class TransformerNet(nn.Module):
         """State-dict keys that hold one row per style (the conditional norms' gamma and beta):
         what a bank adds, removes, reorders and merges; everything else is shared."""
         return key.rsplit(".", 1)[-1] in ConditionalInstanceNorm2d.ROW_PARAMS
-
-    def style_params(self, mix: Tensor) -> RowMix:
-        """The network's rows mixed by ``mix`` (``[B, S]``, or ``[B, S, H, W]`` share maps)."""
-        return RowMix(mix)
 
     def row_params(self, rows: int | Sequence[int]) -> LayerParams:
         """The stored parameters of style row(s) ``rows``, per layer (``[B, C]`` each)."""

@@ -34,10 +34,6 @@ class StyleParams:
         or ``[B, C, H, W]`` for a feature map of ``size``."""
         raise NotImplementedError
 
-    @property
-    def batch(self) -> int:
-        raise NotImplementedError
-
     def check(self, num_styles: int, batch: int) -> None:
         """Raise ``ValueError`` unless these parameters fit a network of ``num_styles`` rows and
         a batch of ``batch`` images."""
@@ -56,10 +52,6 @@ class RowMix(StyleParams):
     def __init__(self, mix: Tensor, extra: Sequence[Affine] | None = None) -> None:
         self.mix = mix
         self.extra = extra
-
-    @property
-    def batch(self) -> int:
-        return int(self.mix.shape[0])
 
     def check(self, num_styles: int, batch: int) -> None:
         width = num_styles + (int(self.extra[0][0].shape[0]) if self.extra else 0)
@@ -92,16 +84,13 @@ class LayerParams(StyleParams):
         self.gammas = list(gammas)
         self.betas = list(betas)
 
-    @property
-    def batch(self) -> int:
-        return int(self.gammas[0].shape[0])
-
     def check(self, num_styles: int, batch: int) -> None:
         del num_styles  # explicit parameters do not use the network's rows
         if len(self.gammas) != len(self.betas):
             raise ValueError(f"{len(self.gammas)} gammas but {len(self.betas)} betas")
-        if self.batch != batch:
-            raise ValueError(f"style parameters are for a batch of {self.batch}, not {batch}")
+        given = int(self.gammas[0].shape[0])
+        if given != batch:
+            raise ValueError(f"style parameters are for a batch of {given}, not {batch}")
 
     def affine(self, norm, size: tuple[int, int]) -> Affine:  # noqa: ANN001
         del size

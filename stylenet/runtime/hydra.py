@@ -69,9 +69,6 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
-# ----------------------------------------------------------------------------- checking a config
-
-
 # ----------------------------------------------------------------------------- launching a run
 
 # Keys that moved, by their old spelling: still accepted on the command line (with a note), so
@@ -123,13 +120,17 @@ def launch_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def launch_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """A Hydra command line with ``launch_overrides`` applied to its overrides (flags and their
-    values kept where they are). A line that does not parse is returned as it is: the usage
-    check reports it."""
+    values kept where they are). A line that does not parse is returned as it is, and nothing is
+    printed here: the usage check that follows reports it."""
+    import contextlib
+    import io
+
     from hydra._internal.utils import get_args_parser
 
     argv = list(argv)
     try:
-        args = get_args_parser().parse_args(argv)
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
     except SystemExit:
         return argv, []
     given = list(args.overrides)
@@ -143,11 +144,16 @@ def launch_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return out + new, notes
 
 
-def compose_config(config_name: str, overrides: Sequence[str], config_dir: Path = CONFIG_DIR):
+def compose_config(
+    config_name: str,
+    overrides: Sequence[str],
+    config_dir: Path = CONFIG_DIR,
+    return_hydra_config: bool = False,
+):
     """A config composed in-process as the command would compose it (``launch_overrides``
     applied first): benchmarks and tests that run training without the command line."""
     from hydra import compose, initialize_config_dir
 
     overrides, _ = launch_overrides(overrides)
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
-        return compose(config_name, overrides)
+        return compose(config_name, overrides, return_hydra_config=return_hydra_config)

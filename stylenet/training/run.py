@@ -91,15 +91,6 @@ def _run_dir(cfg: DictConfig) -> Path:
         return Path(cfg.get("run_dir") or Path("outputs") / str(cfg.name))
 
 
-# ----------------------------------------------------------------------------- resuming
-
-
-# ----------------------------------------------------------------------------- exporting
-
-
-# ----------------------------------------------------------------------------- building
-
-
 # Lightning warnings that say nothing about a stylenet run: the frozen VGG is in eval mode on
 # purpose, and the sampler reshuffles per epoch on resume by design (LongEpochSampler).
 _QUIET = (
