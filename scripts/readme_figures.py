@@ -103,6 +103,30 @@ def grid(
     return save_image(contact_sheet(images, labels, ncols=ncols, tile=size), Path(output))
 
 
+def predicted(
+    checkpoint: str, painting: str, photo: str, size: int, output: str, grown: str | None = None
+) -> Path:
+    """A painting the predictor never saw, a photo, the predicted row, a 50/50 mix of it with a
+    bank style, and (with ``grown``: a bank grown from the prediction) the refined row."""
+    from stylenet.inference.stylizer import Stylizer
+    from stylenet.io.files import save_image
+    from stylenet.io.images import load_image
+    from stylenet.io.sheets import contact_sheet
+
+    st = Stylizer(checkpoint, precision="fp32", compile="off")
+    img = load_image(photo)
+    img.thumbnail((size, size), Image.LANCZOS)
+    art = load_image(painting)
+    images = [art, img, st.stylize(img, style=painting, max_size=0),
+              st.stylize(img, style=f"starry_night=0.5,{painting}=0.5", max_size=0)]  # fmt: skip
+    labels = ["painting (not trained on)", "photo", "predicted row", "50/50 with starry_night"]
+    if grown:
+        g = Stylizer(grown, precision="fp32", compile="off")
+        images.append(g.stylize(img, style=g.style_names[-1], max_size=0))
+        labels.append("grown from it, 150 CPU steps")
+    return save_image(contact_sheet(images, labels, tile=size), Path(output))
+
+
 def web_screenshot(checkpoint: str, photo: str, mix: dict[str, float], output: str) -> Path:
     """The web page of ``stylenet-serve`` in headless Chromium (Playwright driving the system
     browser; ``STYLENET_CHROMIUM`` or ``chromium`` on PATH) after a photo and a mix."""
@@ -163,12 +187,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--added", default="mosaic", help="the added style's name in --grown")
     p.add_argument("--mosaic", default=None, help="write the demonstration painting here and stop")
     p.add_argument("--web", action="store_true", help="also screenshot the web page (chromium)")
+    p.add_argument(
+        "--painting",
+        default=None,
+        help="a painting the predictor did not train on: draw docs/images/predicted.png",
+    )
+    p.add_argument("--painting-grown", default=None,
+                   help="with --painting: a bank grown from its prediction (its last style)")  # fmt: skip
     args = p.parse_args(argv)
     if args.mosaic:
         from stylenet.io.files import save_image
 
         save_image(mosaic_painting(), Path(args.mosaic), quality=92)
         print(args.mosaic)
+        return 0
+    if args.painting:
+        out = Path(args.output).with_name("predicted.png")
+        print(predicted(args.checkpoint, args.painting, args.photo, args.size * 5 // 6, str(out),
+                        args.painting_grown))  # fmt: skip
         return 0
     print(hero(args.checkpoint, args.photo, args.a, args.b, args.size, args.output))
     if args.grown:

@@ -44,6 +44,9 @@ def test_ad_hoc_bank_keeps_order(compose):
 
 # What each preset must set: (key, value) pairs of the composed, resolved config.
 EXPERIMENT_SETS = {
+    "arbitrary": {"plan.name": "arbitrary", "name": "arbitrary",
+                  "data._target_": "stylenet.data.style_images.PairedDataModule",
+                  "arbitrary.from": "checkpoints/bank_all.pt", "arbitrary.train_network": False},
     "smoke": {"model.base_channels": 16, "data.image_size": 64, "trainer.max_steps": 20,
               "name": "smoke-starry_night", "export.dir": "outputs/smoke-starry_night"},
     "cpu_narrow": {"model.base_channels": 16, "trainer.max_steps": 600,

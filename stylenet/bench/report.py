@@ -29,7 +29,8 @@ def render_quality(report_dirs: list[Path], root: Path) -> list[str]:
         md = (d / "report.md").read_text()
         rel = d.relative_to(root).as_posix()
         md = md.replace("](contact_sheet.png)", f"]({rel}/contact_sheet.png)")
-        md = md.replace("# Quality report", "### Quality report", 1)
+        # Headings two levels down: a report's title becomes a subsection of "## Quality".
+        md = "\n".join("##" + ln if ln.startswith("#") else ln for ln in md.splitlines())
         lines += [md, f"(from `{rel}/report.json`)", ""]
     return lines
 

@@ -15,8 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from stylenet.checkpoints.format import network_from_checkpoint, now_iso, thumbnail_bytes
+from stylenet.checkpoints.format import (
+    PREDICTOR_KEY,
+    network_from_checkpoint,
+    now_iso,
+    thumbnail_bytes,
+)
 from stylenet.errors import BankError, StylenetError
 from stylenet.nn.mix import style_index
 from stylenet.nn.network import TransformerNet, complete_model_args
@@ -187,4 +193,54 @@ def merge(
          "added": list(b["style_names"]), "merged_history": list(b.get("history", []))},
     ]  # fmt: skip
     network_from_checkpoint(out, "result")
+    return out
+
+
+def add_row(
+    ckpt: dict[str, Any],
+    name: str,
+    row: Sequence[tuple[Tensor, Tensor]],
+    thumbnail: Tensor | None = None,
+    event: dict | None = None,
+) -> dict[str, Any]:
+    """A copy of ``ckpt`` with one more style: ``row`` gives each norm's (gamma, beta) (``[C]``
+    or ``[1, C]``), in network order, e.g. what the bank's style predictor gave for a painting."""
+    check_name(name)
+    if name in ckpt["style_names"]:
+        raise BankError(f"the bank already has a style named {name!r}")
+    net = network_from_checkpoint(ckpt, "bank")
+    norms = net.norms()
+    if len(row) != len(norms):
+        raise BankError(f"a row for {len(norms)} norms needs {len(norms)} (gamma, beta) pairs")
+    prefix = {id(m): k for k, m in net.named_modules()}
+    out = copy.copy(ckpt)
+    sd = dict(ckpt["state_dict"])
+    for n, (g, b) in zip(norms, row, strict=True):
+        for key, v in ((f"{prefix[id(n)]}.gamma", g), (f"{prefix[id(n)]}.beta", b)):
+            v = v.detach().float().cpu().reshape(1, -1)
+            if v.shape[1] != sd[key].shape[1]:
+                raise BankError(f"{key}: {v.shape[1]} values for {sd[key].shape[1]} channels")
+            sd[key] = torch.cat([sd[key], v])
+    out["state_dict"] = sd
+    out["style_names"] = [*ckpt["style_names"], name]
+    out["model_args"] = {**ckpt["model_args"], "num_styles": len(out["style_names"])}
+    thumbs = list(ckpt.get("style_thumbnails") or [])
+    thumbs += [torch.empty(0, dtype=torch.uint8)] * (len(ckpt["style_names"]) - len(thumbs))
+    out["style_thumbnails"] = [
+        *thumbs,
+        thumbnail if thumbnail is not None else torch.empty(0, dtype=torch.uint8),
+    ]
+    out["history"] = [*ckpt.get("history", []),
+                      {**(event or {"event": "added"}), "added": [name], "date": now_iso()}]  # fmt: skip
+    network_from_checkpoint(out, "result")
+    return out
+
+
+def drop_predictor(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``ckpt`` without its style predictor (every style and weight unchanged)."""
+    if not ckpt.get(PREDICTOR_KEY):
+        raise BankError("this bank has no style predictor")
+    out = copy.copy(ckpt)
+    del out[PREDICTOR_KEY]
+    out["history"] = [*ckpt.get("history", []), {"event": "predictor removed", "date": now_iso()}]
     return out

@@ -34,9 +34,11 @@ from torch import Tensor
 from stylenet.errors import CheckpointError, OutputExistsError
 from stylenet.io.files import TORCH_LOAD_ERRORS, encode_image, save_torch
 from stylenet.nn.network import TransformerNet, build_model
+from stylenet.nn.predictor import PredictorConfig, StylePredictor
 
 FORMAT = "stylenet.inference"
 FORMAT_VERSION = 2
+PREDICTOR_KEY = "predictor"
 
 # Thumbnails: 160 px on the longer side at JPEG quality 85 is about 6-10 kB per style (a 10-style
 # bank grows by ~80 kB on 6.8 MB) and is sharp enough for a gallery tile.
@@ -242,3 +244,37 @@ def load_network(path: str | os.PathLike) -> tuple[TransformerNet, list[str], di
     """Rebuild the network from a checkpoint; returns (eval-mode network, style names, file)."""
     ckpt = read_checkpoint(path)
     return network_from_checkpoint(ckpt, path), list(ckpt["style_names"]), ckpt
+
+
+def predictor_payload(
+    predictor: StylePredictor, trained_steps: int = 0, trained_on: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``predictor`` entry of a checkpoint (plain tensors and values)."""
+    return {
+        "args": predictor.config.to_dict(),
+        "state_dict": {
+            k: v.detach().float().cpu().clone() for k, v in predictor.state_dict().items()
+        },
+        "trained_steps": int(trained_steps),
+        "trained_on": dict(trained_on or {}),
+    }
+
+
+def predictor_from_checkpoint(
+    ckpt: dict[str, Any], net: TransformerNet, path: str | os.PathLike = "checkpoint"
+) -> StylePredictor | None:
+    """The checkpoint's style predictor (eval mode), or None when it has none."""
+    entry = ckpt.get(PREDICTOR_KEY)
+    if not entry:
+        return None
+    try:
+        predictor = StylePredictor(PredictorConfig.from_dict(entry["args"]))
+        predictor.load_state_dict(entry["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: its style predictor does not load ({first})") from e
+    if not predictor.fits(net):
+        raise CheckpointError(
+            f"{path}: its style predictor was made for a network with other norm widths"
+        )
+    return predictor.eval()

@@ -227,7 +227,7 @@ def hydra_main(config_dir: Path, config_name: str, run: Callable) -> int:
 
     from stylenet.runtime.hydra import launch_argv
 
-    argv, notes = launch_argv(sys.argv[1:])
+    argv, notes = launch_argv(sys.argv[1:], config_name)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     sys.argv = [sys.argv[0], *argv]

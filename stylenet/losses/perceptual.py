@@ -66,7 +66,7 @@ class VGGFeatures(nn.Module):
     """Frozen VGG16 ``features`` truncated after the deepest requested layer.
 
     ``weights``: "imagenet" (resolved by ``stylenet.losses.weights``; an error if not found) or "random"
-    (tests only; logged as a warning). ``pooling``: "max" (torchvision) or "avg" (Gatys et al.
+    (tests only; logged as a warning); ``state_dict``: weights already resolved by the caller. ``pooling``: "max" (torchvision) or "avg" (Gatys et al.
     2016, Sec. 2, report slightly better results with average pooling for optimization).
     """
 
@@ -76,6 +76,7 @@ class VGGFeatures(nn.Module):
         weights: str = "imagenet",
         weights_path: str | None = None,
         pooling: str = "max",
+        state_dict: Mapping[str, Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.layers = sorted(set(validate_layers(layers)), key=VGG16_LAYERS.__getitem__)
@@ -83,7 +84,10 @@ class VGGFeatures(nn.Module):
             raise LayerNameError("VGGFeatures needs at least one layer")
         last = VGG16_LAYERS[self.layers[-1]]
         net = vgg16(weights=None).features[: last + 1]
-        if weights == "imagenet":
+        if state_dict is not None:  # weights the caller already resolved
+            net.load_state_dict({k: v.float() for k, v in state_dict.items()
+                                 if int(k.split(".")[0]) <= last})  # fmt: skip
+        elif weights == "imagenet":
             state, source = resolve_vgg16_features(weights_path)
             net.load_state_dict({k: v for k, v in state.items() if int(k.split(".")[0]) <= last})
             log.info("VGG16 weights: %s", source)

@@ -85,11 +85,14 @@ def pick_hardware() -> str:
     return "gpu" if cuda_available() else "cpu"
 
 
-def launch_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+def launch_overrides(
+    overrides: Sequence[str], config_name: str = "train"
+) -> tuple[list[str], list[str]]:
     """The overrides a run is composed with, and notes on what changed: old spellings of moved
     keys renamed, ``hardware`` picked when it is not given or ``auto`` (a sweep over named
     choices, ``hardware=cpu,gpu``, is left as it is), and ``plan=grow`` when ``finetune.from``
-    names a bank and no plan is given. Every command applies this before Hydra
+    names a bank and no plan is given; ``style=<image file>`` becomes a style named after the
+    file. Every command applies this before Hydra
     composes, and so do the tests, so a composed config never depends on where it is printed
     unless it asks to (``hardware=auto``)."""
     out, notes = [], []
@@ -110,6 +113,14 @@ def launch_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
             hardware = value
             if value.strip() == "auto":
                 continue
+        # (Only where style is a config group: the training config. The optimization command's
+        # style= is a plain path already.)
+        if eq and key == "style" and config_name == "train" and _is_image_path(value):
+            # An image file as the style: one style named after the file, without a YAML.
+            path = Path(os.path.expanduser(value.strip()))
+            quoted = str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'")
+            out += ["~style", f"+style.{_safe(path.stem)}.image='{quoted}'"]
+            continue
         out.append(o)
     if hardware is None or hardware.strip() == "auto":
         out.append(f"hardware={pick_hardware()}")
@@ -118,7 +129,14 @@ def launch_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
     return out, notes
 
 
-def launch_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+def _is_image_path(value: str) -> bool:
+    from stylenet.io.images import IMAGE_EXTENSIONS
+
+    v = value.strip()
+    return not v.startswith("[") and Path(v).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def launch_argv(argv: Sequence[str], config_name: str = "train") -> tuple[list[str], list[str]]:
     """A Hydra command line with ``launch_overrides`` applied to its overrides (flags and their
     values kept where they are). A line that does not parse is returned as it is, and nothing is
     printed here: the usage check that follows reports it."""
@@ -134,7 +152,7 @@ def launch_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     except SystemExit:
         return argv, []
     given = list(args.overrides)
-    new, notes = launch_overrides(given)
+    new, notes = launch_overrides(given, config_name)
     out, j = [], 0
     for a in argv:
         if j < len(given) and a == given[j]:
@@ -154,6 +172,6 @@ def compose_config(
     applied first): benchmarks and tests that run training without the command line."""
     from hydra import compose, initialize_config_dir
 
-    overrides, _ = launch_overrides(overrides)
+    overrides, _ = launch_overrides(overrides, config_name)
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
         return compose(config_name, overrides, return_hydra_config=return_hydra_config)

@@ -2,7 +2,8 @@
 
 Endpoints: ``GET /`` (the page), ``GET /healthz``, ``GET /v1/styles``,
 ``GET /v1/styles/{index}/thumbnail``, ``POST /v1/stylize`` (multipart: ``image`` and the
-options of the command line), ``GET /docs`` and ``/openapi.json``. Every error is a JSON body
+options of the command line; ``style_image``, a painting as the style, when the checkpoint has a
+style predictor: the spec names it ``upload``, e.g. ``starry_night=0.5,upload=0.5``), ``GET /docs`` and ``/openapi.json``. Every error is a JSON body
 ``{"error": "<one clear message>", "status": <code>}``: 400 (not an image, a corrupt one, an
 unknown style: the message lists the valid names), 413 (upload over the limit, or more pixels
 than the limit), 422 (an option out of its range), 503 (queue full or shutting down; with
@@ -41,6 +42,8 @@ from stylenet.serve.engine import ClientGone, Engine, Expired, Job, QueueFull, S
 
 log = logging.getLogger(__name__)
 
+# How a request's style spec names its uploaded style image (``style_image``).
+UPLOAD_TOKEN = "upload"
 # The longest style spec a request may send: a mix of every style of a 100-style bank with
 # 30-character names and shares is about 4 kB.
 MAX_STYLE_CHARS = 4096
@@ -202,6 +205,8 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
                  "thumbnail_url": f"/v1/styles/{i}/thumbnail" if thumbnail_bytes(ckpt, i) else None}
                 for i, n in enumerate(st.style_names)
             ],
+            # Whether a painting may be sent as the style (style_image, named "upload").
+            "predictor": st.has_predictor,
             "defaults": {"max_size": cfg.default_size, "max_size_limit": cfg.max_size,
                          "stroke_scale_range": list(STROKE_SCALE_RANGE)},
         }  # fmt: skip
@@ -223,7 +228,13 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
     async def stylize(
         request: Request,
         image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, ...)")],
-        style: Annotated[str, Form(description="name, index, or mix 'a=0.7,b=0.3'")] = "0",
+        style: Annotated[
+            str, Form(description="name, index, or mix 'a=0.7,b=0.3'; 'upload' is style_image")
+        ] = "0",
+        style_image: Annotated[
+            UploadFile | None,
+            File(description="a painting as the style (needs a checkpoint with a predictor)"),
+        ] = None,
         strength: Annotated[float, Form(description="0..1: 0 the photo, 1 full style")] = 1.0,
         preserve_color: Annotated[bool, Form(description="keep the photo's colours")] = False,
         stroke_scale: Annotated[float, Form(description="brush-stroke size, 0.25..8")] = 1.0,
@@ -250,9 +261,27 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
             )
         opts = StylizeOptions(style=style, strength=strength, preserve_color=preserve_color,
                               stroke_scale=stroke_scale, max_size=size)  # fmt: skip
+        uploads = None
+        if style_image is not None:
+            if not st.has_predictor:
+                raise HTTPProblem(
+                    400, "this server's checkpoint has no style predictor: style_image cannot "
+                    f"be used; its styles: {', '.join(st.style_names)}",
+                )  # fmt: skip
+            style_data = await style_image.read()
+            await style_image.close()
+            if len(style_data) > cfg.max_upload:
+                raise HTTPProblem(413, f"style_image: over {fmt_bytes(cfg.max_upload)}")
+            uploads = {UPLOAD_TOKEN: style_data}
+            if UPLOAD_TOKEN not in style.replace("=", ",").split(","):
+                style = UPLOAD_TOKEN  # the uploaded painting alone
+            opts.style = style
         try:
             opts.check()
-            mix = st.mix(style)
+            if uploads is None:
+                mix, extra = st.mix(style), None
+            else:
+                mix, _, extra = await run_in_threadpool(st.choose, style, None, uploads)
         except OptionError as e:
             raise HTTPProblem(422, str(e)) from None
         except StyleSpecError as e:
@@ -263,7 +292,7 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
         out_size, _ = st.sizes(img.height, img.width, opts)
         x = image_to_tensor(shrink_for(img, out_size))[None]
         try:
-            job = eng.submit(x, mix, opts)
+            job = eng.submit(x, mix, opts, extra)
         except QueueFull as e:
             raise HTTPProblem(503, str(e), {"Retry-After": str(e.retry_after)}) from None
         except ShuttingDown as e:

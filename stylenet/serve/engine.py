@@ -67,13 +67,15 @@ class ShuttingDown(StylenetError):
 @dataclass
 class Job:
     x: Tensor  # [1, 3, h, w] at the output size
-    mix: Tensor  # [S]
+    mix: Tensor  # [S + K]: the bank's rows, then the job's K extra rows
     opts: StylizeOptions
     work: tuple[int, int]
     deadline: float
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
     compute_s: float = 0.0
+    # Per layer (gamma [K, C], beta [K, C]) predicted from the request's style image, or None.
+    extra: list | None = None
 
     @property
     def megapixels(self) -> float:
@@ -140,9 +142,11 @@ class Engine:
             queued = sum(j.megapixels for j in self._queue) + self._running_mp
         return (queued + extra_megapixels) * per
 
-    def submit(self, x: Tensor, mix: Tensor, opts: StylizeOptions) -> Job:
+    def submit(
+        self, x: Tensor, mix: Tensor, opts: StylizeOptions, extra: list | None = None
+    ) -> Job:
         _, work = self.st.sizes(*x.shape[-2:], opts)
-        job = Job(x, mix, opts, work, time.perf_counter() + self.timeout_s)
+        job = Job(x, mix, opts, work, time.perf_counter() + self.timeout_s, extra=extra)
         per = self.stats.seconds_per_megapixel
         with self._cv:
             if self._closing:
@@ -277,11 +281,37 @@ class Engine:
             if len(jobs) > 1:  # too many at once: one at a time (each may tile)
                 return [y for j in jobs for y in self._forward([j])]
             j = jobs[0]
+            if j.extra:  # no pass fits (the plan raised for one image): the same answer
+                raise
             return [st.stylize_tensor(j.x, _single_opts(j, st))]
         xb = torch.cat([resize(j.x, j.work) for j in jobs])
-        mix = torch.stack([j.mix for j in jobs])
-        yb = st.forward(xb, mix).cpu()
+        mix, extra = batch_mix(jobs, st.net.num_styles)
+        yb = st.forward(xb, mix, extra=extra).cpu()
         return [finish(y[None], j.x, j.opts) for j, y in zip(jobs, yb, strict=True)]
+
+
+def batch_mix(jobs: list[Job], num_styles: int) -> tuple[Tensor, list | None]:
+    """One ``[B, S + K]`` mix for a batch whose jobs bring their own extra rows (K in all): each
+    job's shares of its own extra rows go to its block of columns, zeros elsewhere."""
+    S = num_styles
+    k_total = sum(int(j.extra[0][0].shape[0]) for j in jobs if j.extra)
+    if not k_total:
+        return torch.stack([j.mix[:S] for j in jobs]), None
+    mix = torch.zeros(len(jobs), S + k_total)
+    at = S
+    for b, j in enumerate(jobs):
+        mix[b, :S] = j.mix[:S]
+        if j.extra:
+            k = int(j.extra[0][0].shape[0])
+            mix[b, at : at + k] = j.mix[S : S + k]
+            at += k
+    layers = len(next(j.extra for j in jobs if j.extra))
+    extra = [
+        (torch.cat([j.extra[i][0] for j in jobs if j.extra]),
+         torch.cat([j.extra[i][1] for j in jobs if j.extra]))
+        for i in range(layers)
+    ]  # fmt: skip
+    return mix, extra
 
 
 def _settle(future: Future, error: BaseException | None = None, result: object = None) -> None:

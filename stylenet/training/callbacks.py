@@ -52,7 +52,9 @@ class SampleGridCallback(Callback):
         module.net.eval()
         photos = self.photos.to(module.device)
         with torch.autocast(module.device.type, enabled=False):
-            grid = stylize_grid(module.net, photos).clamp(0, 1).cpu()
+            # A module may draw its own grid (a predictor: photos x held-out style images).
+            own = getattr(module, "sample_grid", None)
+            grid = (own(photos) if own else stylize_grid(module.net, photos)).clamp(0, 1).cpu()
         module.net.train(was_training)
         for lg in trainer.loggers:
             exp = getattr(lg, "experiment", None)

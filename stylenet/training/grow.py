@@ -22,7 +22,13 @@ from typing import Any
 
 import torch
 
-from stylenet.checkpoints.format import network_from_checkpoint, now_iso, read_checkpoint
+from stylenet.checkpoints.format import (
+    PREDICTOR_KEY,
+    network_from_checkpoint,
+    now_iso,
+    predictor_from_checkpoint,
+    read_checkpoint,
+)
 from stylenet.data.styles import StyleSpec, load_style_image, spec_from_entry
 from stylenet.errors import BankError, CheckpointError, OptionError, StyleError
 from stylenet.io.files import sha256_file
@@ -31,7 +37,8 @@ from stylenet.nn.network import TransformerNet, build_model, complete_model_args
 log = logging.getLogger(__name__)
 
 MODES = ("affine", "all")
-INITS = ("mean", "closest")
+# auto: predict when the base has a style predictor, else mean.
+INITS = ("auto", "mean", "closest", "predict")
 
 
 @dataclass
@@ -78,7 +85,8 @@ def plan_finetune(
     if mode not in MODES:
         raise OptionError(f"must be affine or all, got {mode!r}", option="finetune.mode")
     if init not in INITS:
-        raise OptionError(f"must be mean or closest, got {init!r}", option="finetune.init")
+        raise OptionError(f"must be one of {', '.join(INITS)}; got {init!r}",
+                          option="finetune.init")  # fmt: skip
     if not 0.0 <= float(replay) < 1.0:
         raise OptionError(
             f"must be within 0..1 (exclusive of 1), got {replay}", option="finetune.replay"
@@ -88,6 +96,15 @@ def plan_finetune(
         base = read_checkpoint(p)
     except CheckpointError as e:
         raise CheckpointError(f"finetune.from: {e}") from e
+    has_predictor = bool(base.get(PREDICTOR_KEY))
+    if init == "auto":
+        init = "predict" if has_predictor else "mean"
+    elif init == "predict" and not has_predictor:
+        raise OptionError(
+            f"{p} has no style predictor, so new rows cannot start from a prediction; use "
+            "finetune.init=mean or closest",
+            option="finetune.init",
+        )
     args = complete_model_args(base["model_args"])
     for key, value in (model_overrides or {}).items():
         if key in args and key != "num_styles" and value != args[key]:
@@ -174,7 +191,36 @@ def grow_network(plan: FinetunePlan, vgg_loss=None, style_size: int = 256) -> Tr
             if TransformerNet.is_row_key(k):
                 dst[k][row] = v.mean(0) if src_row is None else v[src_row]
     net.load_state_dict(dst)
+    if plan.init == "predict":
+        _predict_rows(plan, net, vgg_loss)
     return net
+
+
+def _predict_rows(plan: FinetunePlan, net: TransformerNet, vgg_loss) -> None:  # noqa: ANN001
+    """New rows set to what the base's style predictor gives for each new painting (seen as
+    the predictor sees a style image when stylizing)."""
+    from stylenet.nn.predictor import style_statistics
+
+    if vgg_loss is None:
+        raise ValueError("init=predict needs the loss's VGG")
+    predictor = predictor_from_checkpoint(plan.base, net, plan.base_path)
+    assert predictor is not None  # plan_finetune checked
+    missing = set(predictor.config.layers) - set(vgg_loss.vgg.layers)
+    if missing:
+        raise OptionError(
+            f"the predictor reads VGG layers {sorted(missing)} that loss.style_layers lacks",
+            option="finetune.init",
+        )
+    predictor.to(_dev(vgg_loss))
+    size = int(predictor.config.style_size)
+    for spec, row in zip(plan.new_specs, plan.new_rows, strict=True):
+        img = load_style_image(replace(spec, size=size), size).to(_dev(vgg_loss))
+        feats = vgg_loss.vgg(img.to(next(vgg_loss.vgg.parameters()).dtype))
+        params = predictor(style_statistics(feats, predictor.config.layers))
+        for i, n in enumerate(net.norms()):
+            n.gamma[row] = params.gammas[i][0].to(n.gamma)
+            n.beta[row] = params.betas[i][0].to(n.beta)
+        log.info("new style %s starts from its predicted row", spec.name)
 
 
 def _init_sources(
@@ -235,6 +281,7 @@ def history_entry(plan: FinetunePlan, steps: int) -> dict[str, Any]:
         "event": "finetuned",
         "date": now_iso(),
         "mode": plan.mode,
+        "init": plan.init,
         "base": plan.base_path.name,
         "base_sha256": plan.base_sha256,
         "added": [s.name for s in plan.new_specs if s.name not in plan.replaced],

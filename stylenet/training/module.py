@@ -46,6 +46,25 @@ def lr_factor(
     return 1.0
 
 
+def drop_frozen_vgg(checkpoint: dict[str, Any]) -> None:
+    """Training checkpoints never carry the frozen VGG: it is rebuilt from its weights file."""
+    sd = checkpoint["state_dict"]
+    for k in [k for k in sd if k.startswith(VGG_PREFIX)]:
+        del sd[k]
+
+
+def with_schedule(module: pl.LightningModule, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """``configure_optimizers``' answer: ``opt`` with the per-step schedule of the module's
+    ``scheduler``, ``warmup_steps`` and ``min_lr_ratio`` over the trainer's ``max_steps``."""
+    hp = module.hparams
+    trainer = module._trainer
+    total = trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 0
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(step, total, hp.scheduler, hp.warmup_steps, hp.min_lr_ratio)
+    )
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 class StyleTransferModule(pl.LightningModule):
     """Trains ``net`` so its rows ``rows`` reproduce the styles ``styles`` (one spec per row).
 
@@ -148,9 +167,7 @@ class StyleTransferModule(pl.LightningModule):
 
     # -- checkpoints never carry the frozen VGG: it is rebuilt from its weights file ---------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        sd = checkpoint["state_dict"]
-        for k in [k for k in sd if k.startswith(VGG_PREFIX)]:
-            del sd[k]
+        drop_frozen_vgg(checkpoint)
         checkpoint["stylenet"] = {
             "style_names": self.style_names,
             "model_args": self.net.config.to_dict(),
@@ -233,9 +250,4 @@ class StyleTransferModule(pl.LightningModule):
         hp = self.hparams
         # Adam at 1e-3: Johnson et al. 2016, Sec. 4.1 (and pytorch/examples fast_neural_style).
         opt = torch.optim.Adam(self.trainable_parameters(), lr=hp.lr, betas=tuple(hp.betas))
-        total = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 0
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt,
-            lambda step: lr_factor(step, total, hp.scheduler, hp.warmup_steps, hp.min_lr_ratio),
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return with_schedule(self, opt)

@@ -76,6 +76,7 @@ def _export(
         net, module.style_names, train_config=train_config, trained_steps=steps, run_id=run_id,
         thumbnails=thumbs, history=history,
     )  # fmt: skip
+    payload.update(plan.export_extra(module, steps, train_config))
     overwrite = path.exists()  # choose_export_path allowed it (own file, or export.overwrite)
     save_checkpoint(payload, path, overwrite=overwrite)
     log.debug("exported inference checkpoint: %s", path)

@@ -9,8 +9,11 @@ the LightningModule, fit, export. What varies is the plan, chosen by the ``plan`
   ``stylenet.training.grow``). The commands pick it when ``finetune.from`` is on their command
   line, so ``stylenet-train style=x finetune.from=bank.pt`` needs no ``plan=grow``.
 
-A new kind of training (distilling a bank, training a style predictor) is one more class here
-with the same four members and one more YAML in ``configs/plan/``.
+- ``arbitrary``: a style predictor for an exported bank (``arbitrary.*``;
+  ``stylenet.training.predictor``), exported as that bank with the predictor inside.
+
+A new kind of training (distilling a bank) is one more class here with the same members and one
+more YAML in ``configs/plan/``.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from stylenet.checkpoints.format import make_thumbnail, now_iso
+from stylenet.checkpoints.format import PREDICTOR_KEY, make_thumbnail, now_iso
 from stylenet.data.styles import StyleSpec
-from stylenet.errors import OptionError
-from stylenet.training.build import _model_overrides, build_module
+from stylenet.errors import OptionError, TrainingError
+from stylenet.training.build import _config_error, _model_overrides, build_module
 from stylenet.training.module import StyleTransferModule
 
 
@@ -49,6 +52,11 @@ class FreshPlan:
         history = [{"event": "trained", "date": now_iso(), "styles": list(module.style_names),
                     "steps": steps}]  # fmt: skip
         return thumbs, history
+
+    def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:
+        """Entries the exported file has beside the network (a predictor)."""
+        del module, steps, train_config
+        return {}
 
 
 class GrowPlan:
@@ -103,11 +111,108 @@ class GrowPlan:
         train_config["style"] = {**base_styles, **train_config.get("style", {})}
         return thumbs, history
 
+    def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:
+        """A base with a style predictor keeps it (it reads the same norms; the grown rows
+        are its own)."""
+        del module, steps, train_config
+        entry = self.growth.base.get(PREDICTOR_KEY)
+        return {PREDICTOR_KEY: entry} if entry else {}
 
-PLANS = {"fresh": FreshPlan, "grow": GrowPlan}
+
+class ArbitraryPlan:
+    """A style predictor for the exported bank ``arbitrary.from`` (the bank's names, rows and
+    model arguments unchanged; its convolutions too unless ``arbitrary.train_network``)."""
+
+    def __init__(self, cfg: DictConfig, specs: list[StyleSpec]) -> None:
+        from stylenet.checkpoints.format import read_checkpoint
+
+        del specs  # the styles are the data set's style images
+        base = OmegaConf.select(cfg, "arbitrary.from")
+        if not base:
+            raise OptionError(
+                "a style predictor is trained for an exported bank: set arbitrary.from",
+                option="arbitrary.from",
+            )
+        self.base_path = str(base)
+        self.base = read_checkpoint(self.base_path)
+        self.model_args = dict(self.base["model_args"])
+        self.names = list(self.base["style_names"])
+
+    def build_module(self, cfg: DictConfig, **kw: Any) -> Any:  # noqa: ANN401
+        from stylenet.training.predictor import PredictorModule
+
+        a, lc, oc = cfg.arbitrary, cfg.loss, cfg.optim
+        try:
+            return PredictorModule(
+                base=self.base_path, train_network=bool(a.train_network), hidden=int(a.hidden),
+                embedding=int(a.embedding), style_size=int(cfg.data.style_size),
+                content_layers=list(lc.content_layers),
+                style_layers=OmegaConf.to_container(lc.style_layers, resolve=True),
+                content_weight=lc.content_weight, style_weight=lc.style_weight,
+                tv_weight=lc.tv_weight, vgg_weights=lc.vgg.weights,
+                vgg_weights_path=lc.vgg.get("weights_path"), lr=float(a.lr),
+                network_lr=float(a.network_lr), betas=tuple(oc.betas), scheduler=oc.scheduler,
+                warmup_steps=oc.warmup_steps, min_lr_ratio=oc.min_lr_ratio,
+                channels_last=bool(cfg.speed.channels_last), seed=int(cfg.seed),
+                vgg_pooling=str(lc.vgg.get("pooling", "max")), **kw,
+            )  # fmt: skip
+        except OptionError as e:
+            raise _config_error(e) from e
+
+    def export_parts(
+        self, module: Any, steps: int, train_config: dict[str, Any]
+    ) -> tuple[list, list]:
+        """The bank's own thumbnails, history and training config; this run's config is
+        recorded with the predictor (``export_extra``)."""
+        if not module.hparams.train_network:
+            _check_same_network(self.base, getattr(module.net, "_orig_mod", module.net))
+        own = dict(train_config)
+        train_config.clear()
+        train_config.update(self.base.get("train_config") or {})
+        self._own_config = own
+        thumbs = list(self.base.get("style_thumbnails") or [None] * len(self.names))
+        history = [*self.base.get("history", []), {
+            "event": "predictor trained", "date": now_iso(), "steps": steps,
+            "network": "trained too" if module.hparams.train_network else "unchanged",
+        }]  # fmt: skip
+        return thumbs, history
+
+    def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:
+        from stylenet.checkpoints.format import predictor_payload
+
+        del train_config
+        own = getattr(self, "_own_config", {})
+        data = own.get("data") or {}
+        dm = getattr(module.trainer, "datamodule", None) if module._trainer else None
+        trained_on = {
+            "styles": data.get("styles"), "style_extra": list(data.get("style_extra") or []),
+            "style_exclude": data.get("style_exclude"), "photos": data.get("root"),
+            "photo_exclude": data.get("exclude"),
+            "style_images": len(getattr(dm, "style_files", []) or []) if dm else None,
+            "train_config": own,
+        }  # fmt: skip
+        out: dict[str, Any] = {
+            PREDICTOR_KEY: predictor_payload(module.predictor, steps, trained_on)
+        }
+        if "trained_steps" in self.base:  # the bank's own training, not the predictor's
+            out["trained_steps"] = self.base["trained_steps"]
+        return out
 
 
-def make_plan(cfg: DictConfig, specs: list[StyleSpec]) -> FreshPlan | GrowPlan:
+def _check_same_network(base: dict[str, Any], net: Any) -> None:  # noqa: ANN401
+    """The frozen network must come out exactly as it went in (its bank is shipped as is)."""
+    import torch
+
+    now = net.state_dict()
+    for k, v in base["state_dict"].items():
+        if not torch.equal(now[k].detach().float().cpu(), v.float()):
+            raise TrainingError(f"the frozen network changed while training its predictor ({k})")
+
+
+PLANS = {"fresh": FreshPlan, "grow": GrowPlan, "arbitrary": ArbitraryPlan}
+
+
+def make_plan(cfg: DictConfig, specs: list[StyleSpec]) -> FreshPlan | GrowPlan | ArbitraryPlan:
     """The plan the config names (``plan.name``), checked against ``finetune.from``."""
     name = str(OmegaConf.select(cfg, "plan.name", default="fresh"))
     if name not in PLANS:

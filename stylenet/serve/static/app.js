@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { styles: [], chosen: new Map(), photo: null, busy: false, again: false, camera: null };
+const state = { styles: [], chosen: new Map(), photo: null, painting: null, busy: false, again: false, camera: null };
 
 function showError(msg) {
   const box = $("error");
@@ -51,7 +51,37 @@ async function loadStyles() {
     tile.addEventListener("click", () => toggleStyle(s.name, tile));
     gallery.append(tile);
   }
+  if (data.predictor) gallery.append(paintingTile());
   if (state.styles.length) toggleStyle(state.styles[0].name, gallery.firstChild);
+}
+
+// A painting of the user's own as a style (the checkpoint's style predictor): pick or drop a
+// file on this tile; it joins the mix as "upload" and travels with each request as style_image.
+function paintingTile() {
+  const tile = document.createElement("label");
+  tile.className = "tile";
+  tile.title = "your own painting as the style";
+  tile.setAttribute("data-testid", "style-upload");
+  tile.innerHTML = `<div class="swatch">+</div>your painting
+    <input type="file" accept="image/*" hidden data-testid="style-file">`;
+  const input = tile.querySelector("input");
+  const use = (file) => {
+    if (!file) return;
+    state.painting = file;
+    const img = document.createElement("img");
+    img.src = URL.createObjectURL(file);
+    img.alt = "your painting";
+    tile.querySelector(".swatch, img").replaceWith(img);
+    if (!state.chosen.has("upload")) toggleStyle("upload", tile);
+    else restylize();
+  };
+  input.addEventListener("change", () => use(input.files[0]));
+  tile.addEventListener("dragover", (e) => e.preventDefault());
+  tile.addEventListener("drop", (e) => {
+    e.preventDefault();
+    use(e.dataTransfer.files[0]);
+  });
+  return tile;
 }
 
 function toggleStyle(name, tile) {
@@ -103,6 +133,9 @@ function formFor(blob, size) {
   form.append("stroke_scale", $("stroke").value);
   form.append("preserve_color", $("preserve").checked ? "true" : "false");
   form.append("max_size", size);
+  if (state.painting && state.chosen.has("upload")) {
+    form.append("style_image", state.painting, state.painting.name || "painting.jpg");
+  }
   return form;
 }
 
