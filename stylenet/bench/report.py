@@ -30,7 +30,7 @@ def render_quality(report_dirs: list[Path], root: Path) -> list[str]:
         rel = d.relative_to(root).as_posix()
         md = md.replace("](contact_sheet.png)", f"]({rel}/contact_sheet.png)")
         # Headings two levels down: a report's title becomes a subsection of "## Quality".
-        md = "\n".join("##" + ln if ln.startswith("#") else ln for ln in md.splitlines())
+        md = "".join("##" + ln if ln.startswith("#") else ln for ln in md.splitlines(True))
         lines += [md, f"(from `{rel}/report.json`)", ""]
     return lines
 
