@@ -126,17 +126,19 @@ class StyleImages:
             data = p.read_bytes()
         except OSError as e:
             raise StyleSpecError(f"cannot read style image {p}: {e.strerror or e}") from e
-        rows = self.rows_for_bytes(data, str(p))
-        self._files[stamp] = hashlib.sha256(data).hexdigest()
-        return rows
+        key = hashlib.sha256(data).hexdigest()
+        self._files[stamp] = key
+        return self.rows_for_bytes(data, str(p), key)
 
-    def rows_for_bytes(self, data: bytes, label: str = "style image") -> list[Affine]:
+    def rows_for_bytes(
+        self, data: bytes, label: str = "style image", key: str | None = None
+    ) -> list[Affine]:
         """Per layer ``(gamma [1, C], beta [1, C])`` of the style in ``data`` (an encoded image)."""
         if self.predictor is None:
             raise StyleSpecError(
                 f"{self.source} has no style predictor: it takes only its own styles"
             )
-        key = hashlib.sha256(data).hexdigest()
+        key = key or hashlib.sha256(data).hexdigest()
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
