@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 os.environ.setdefault("STYLENET_OFFLINE", "1")
@@ -106,17 +105,11 @@ def tiny_overrides(photo_dir: Path, tmp_path: Path) -> list[str]:
 def compose():
     """Compose a config of ``configs/`` as a run would. With ``hydra=True`` the Hydra node is
     set too, so ``${hydra:...}`` interpolations (the run name) resolve as in a real run."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from stylenet.runtime.hydra import compose_config
+    from stylenet.runtime.hydra import compose_config, resolved_run_config
 
     def _compose(overrides: list[str], config_name: str = "train", hydra: bool = False):
-        cfg = compose_config(config_name, overrides, return_hydra_config=hydra)
         if hydra:
-            HydraConfig.instance().set_config(cfg)
-            with open_dict(cfg):
-                del cfg["hydra"]
-            cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-        return cfg
+            return resolved_run_config(config_name, overrides)
+        return compose_config(config_name, overrides)
 
     return _compose

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,13 +50,18 @@ def test_bench_inference_and_report(tmp_path, monkeypatch):
         "naive",
         "stylenet full",
         "stylenet narrow",
-        "stylenet ONNX",
+        "stylenet fast",
+        "stylenet full ONNX",
+        "stylenet fast ONNX",
         "stylenet tiled 48",
         "stylenet full compiled",
         "stylenet narrow compiled",
+        "stylenet fast compiled",
     } <= impls
     assert all(r["first_call_s"] >= 0 for r in rows if "compiled" in r["impl"])
-    assert {r["model"] for r in rows} >= {"full", "narrow"}
+    assert {r["model"] for r in rows} >= {"full", "narrow", "fast"}
+    fast = next(r for r in rows if r["impl"].startswith("stylenet fast ("))
+    assert fast["params"] < next(r for r in rows if r["model"] == "narrow")["params"]
     for r in rows:
         assert r["ms_per_image"] > 0 and r["megapixels_per_s"] > 0
     tr = bench_training(32, batch=2, steps=1, vgg_weights="random", log=lambda s: None)
@@ -116,6 +122,7 @@ def test_evaluate_checkpoint_writes_report(tmp_path):
         "checkerboard_2px",
         "amortization_gap",
         "compare_loss",
+        "compare_checkerboard_2px",
     ):
         assert np.isfinite(s[k]), k
     assert "compare_loss" not in rep["styles"]["starry_night"]["summary"]  # not in the single ckpt
@@ -123,6 +130,9 @@ def test_evaluate_checkpoint_writes_report(tmp_path):
     paths = write_report(rep, tmp_path / "report")
     md = paths["markdown"].read_text()
     assert "| the_scream |" in md and "Amortization gap per photo" in md and "Bank vs single" in md
+    ratio = s["loss"] / s["compare_loss"]
+    assert f"| {s['loss']:.4g} | {s['compare_loss']:.4g} | {ratio:.3f} |" in md
+    assert f"against `{Path(single).name}`" in md and "Loss ratio over the 1 styles" in md
     assert paths["sheet"].is_file()
     assert (
         json.loads(paths["json"].read_text())["styles"]["starry_night"]["per_photo"][0]["photo"]
@@ -144,6 +154,8 @@ def test_gpu_suite_code_runs_quick_and_reports(tmp_path, monkeypatch):
 
     p = resolve_precision("auto", torch.device("cpu"))
     assert {"naive (fp32 eager)", f"stylenet eager ({p})", f"stylenet compiled ({p})"} <= impls
+    fast = {(r["impl"], r["batch"]) for r in res["inference"] if r["model"] == "fast"}
+    assert fast == {(f"stylenet fast {m} ({p})", b) for m in ("eager", "compiled") for b in (1, 2)}
     assert any(r["impl"].startswith("stylenet tiled") for r in res["inference"])
     assert len(res["training"]) == 2 and all(r["samples_per_s"] > 0 for r in res["training"])
     assert res["memory"] and res["memory"][0]["estimate_mb"] > 0

@@ -269,6 +269,19 @@ def test_load_on_a_live_server(ckpt):
     assert health["refused_queue_full"] == health["dropped_client_gone"] == 0, health
 
 
+def test_camera_rate_sends_one_frame_at_a_time(ckpt, tmp_path):
+    from stylenet.bench.report import render_markdown, write_results
+    from stylenet.bench.serve import camera_rate
+    from stylenet.runtime.machine import environment
+
+    r = camera_rate(ckpt, frames=4, side=64, server_args=("--device", "cpu", "--precision", "fp32"))
+    assert r["ok"] == r["requests"] == 4 and r["concurrency"] == 1, r
+    assert r["image"] == "64x48" and r["fps"] > 0
+    path = write_results({"env": environment(), "camera": [r]}, tmp_path)
+    assert path.name.endswith("_camera.json")
+    assert f"| {Path(ckpt).name} | 64x48 | 4 | 4 |" in render_markdown([path])
+
+
 # ----------------------------------------------------------------------------- errors and load
 
 

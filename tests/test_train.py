@@ -60,6 +60,9 @@ def test_train_exports_resumes_and_reproduces(compose, tiny_overrides, tmp_path)
         "base_channels": 8,
         "num_res_blocks": 1,
         "upsample": "nearest",
+        "res_block": "conv",
+        "edge_kernel": 9,
+        "decoder": "resize_conv",
     }
     assert raw["train_config"]["data"]["image_size"] == 32
     net, names, _ = load_network(path)

@@ -3,6 +3,7 @@ peer, one run, same inputs; rows of figures, never pass/fail."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,24 @@ def _random_styled_net(base_channels: int, num_styles: int = 1) -> TransformerNe
     return random_network(num_styles, base_channels, 5, spread=0.2)
 
 
+def fast_layout() -> dict[str, Any]:
+    """The layout of ``model=fast``, read from its config (one place says what it is)."""
+    from omegaconf import OmegaConf
+
+    from stylenet.runtime.hydra import CONFIG_DIR
+
+    return dict(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "fast.yaml")))
+
+
+def _variant(checkpoint: str | None, layout: dict[str, Any]) -> TransformerNet:
+    """A trained network from ``checkpoint``, else a random one of ``layout``."""
+    if checkpoint:
+        from stylenet.checkpoints.format import load_network
+
+        return load_network(checkpoint)[0]
+    return random_network(1, spread=0.2, **layout)
+
+
 def bench_inference(
     sizes: list[int],
     device: str = "cpu",
@@ -31,13 +50,17 @@ def bench_inference(
     checkpoint: str | None = None,
     tile_overlap: int = 128,
     narrow: bool = True,
+    fast: bool = True,
+    fast_checkpoint: str | None = None,
     onnx: bool = True,
     peer: bool = True,
     compiled: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """``compiled``: also time each variant through the shape-compiled path (``--compile on``),
-    with its first call (the compilation) recorded as ``first_call_s``."""
+    with its first call (the compilation) recorded as ``first_call_s``. The variants: ``full``
+    (``checkpoint`` or a random network), ``narrow`` (random), ``fast`` (``fast_checkpoint`` or
+    a random network of ``model=fast``'s layout); onnxruntime times each of them."""
     from stylenet.inference.stylizer import StylizeOptions, Stylizer
 
     rows: list[dict[str, Any]] = []
@@ -61,6 +84,8 @@ def bench_inference(
     variants = [("full", full)]
     if narrow:
         variants.append(("narrow", _random_styled_net(16)))
+    if fast:
+        variants.append(("fast", _variant(fast_checkpoint, fast_layout())))
     naive = NaiveTransformerNet(32, 5).eval().to(dev)
     precision = ("bf16" if cpu_bf16_fast() else "fp32") if not cuda else "auto"
 
@@ -104,7 +129,8 @@ def bench_inference(
                 add({**base, **t, "impl": f"stylenet {label} compiled ({st.dtype_name})",
                      "model": label, "params": count_params(net), "first_call_s": round(first, 1)})  # fmt: skip
         if onnx and not cuda and batch == 1:
-            rows.extend(_onnx_rows(full, base, s, repeats, add))
+            for label, net in variants:
+                _onnx_row(label, net, base, s, repeats, add)
         if peer and not cuda and batch == 1:
             _peer_row(base, s, repeats, add)
     if tiled_size:
@@ -118,31 +144,20 @@ def bench_inference(
     return rows
 
 
-def _onnx_rows(net: TransformerNet, base: dict, s: int, repeats: int, add) -> list:  # noqa: ANN001
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return []
+def _onnx_row(label: str, net: TransformerNet, base: dict, s: int, repeats: int, add) -> None:  # noqa: ANN001
     import tempfile
 
     from stylenet.checkpoints.export import export_onnx, onnx_session, run_onnx
 
     with tempfile.TemporaryDirectory() as d:
-        path = export_onnx(net, Path(d) / "m.onnx")
+        # A copy: the Stylizer rows may have cast the network to bf16 in place.
+        path = export_onnx(copy.deepcopy(net).float(), Path(d) / "m.onnx")
         sess = onnx_session(path, threads=torch.get_num_threads())
         x = np.random.rand(1, 3, s, s).astype(np.float32)
         w = np.ones((1, net.num_styles), np.float32) / net.num_styles
         t = time_fn(lambda: run_onnx(sess, x, w), repeats)
-    add(
-        {
-            **base,
-            **t,
-            "impl": "stylenet ONNX (onnxruntime fp32)",
-            "model": "full",
-            "params": count_params(net),
-        }
-    )
-    return []
+    add({**base, **t, "impl": f"stylenet {label} ONNX (onnxruntime fp32)", "model": label,
+         "params": count_params(net)})  # fmt: skip
 
 
 def peer_model_path() -> Path | None:

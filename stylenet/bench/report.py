@@ -12,7 +12,7 @@ def write_results(results: dict[str, Any], out_dir: Path) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = "cuda" if results["env"].get("cuda") else "cpu"
-    kind = results.get("suite") or ("serve" if results.get("serve") else "")
+    kind = results.get("suite") or next((k for k in ("serve", "camera") if results.get(k)), "")
     stamp = results["env"]["date"].replace(":", "").replace("-", "")[:15]
     path = out_dir / f"{stamp}_{dev}{'_' + kind if kind else ''}.json"
     return write_text(path, json.dumps(results, indent=2) + "\n")
@@ -126,6 +126,14 @@ def render_markdown(
             for x in srv:
                 lines.append(f"| {x['image']} | {x['requests']} | {x['concurrency']} | {x['answered']} | {x['ok']} | "
                              f"{x['p50_ms']:.0f} | {x['p95_ms']:.0f} | {x['requests_per_s']:.2f} |")  # fmt: skip
+            lines.append("")
+        cam = r.get("camera", [])
+        if cam:
+            lines += ["| camera page: checkpoint | frame | frames | ok | p50 ms | frames / s |",
+                      "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+            for x in cam:
+                lines.append(f"| {Path(x['checkpoint']).name} | {x['image']} | {x['requests']} | "
+                             f"{x['ok']} | {x['p50_ms']:.0f} | {x['fps']:.2f} |")  # fmt: skip
             lines.append("")
         tests = r.get("tests") or {}
         if tests.get("summary"):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,38 @@ def load_test(
         "errors": errors, "wall_s": wall, "requests_per_s": requests / wall if wall else 0.0,
         "p50_ms": pct(50), "p95_ms": pct(95), "mean_ms": statistics.mean(lat) * 1000 if lat else 0.0,
     }  # fmt: skip
+
+
+# The camera page's frame: the longer side capped at 512 px (stylenet/serve/static/app.js,
+# cameraLoop), a 4:3 webcam picture, JPEG quality 0.85 as the page's canvas.toBlob sends it.
+CAMERA_SIDE = 512
+CAMERA_JPEG_QUALITY = 85
+
+
+def camera_frame(side: int = CAMERA_SIDE) -> bytes:
+    """A camera-sized JPEG frame of the bundled sample photo, encoded as the page encodes it."""
+    from PIL import Image
+
+    from stylenet.io.files import encode_image
+    from stylenet.io.paths import SAMPLE_CONTENT_DIR
+
+    photo = Image.open(SAMPLE_CONTENT_DIR / "gcompris_worldanimals_lemur.jpg").convert("RGB")
+    frame = photo.resize((side, side * 3 // 4), Image.Resampling.BILINEAR)
+    return encode_image(frame, "JPEG", CAMERA_JPEG_QUALITY)
+
+
+def camera_rate(
+    checkpoint: str | Path, frames: int = 40, side: int = CAMERA_SIDE,
+    server_args: Sequence[str] = (),
+) -> dict[str, Any]:  # fmt: skip
+    """Frames per second of the camera page against a live server on ``checkpoint``: one frame
+    in flight at a time, the next sent when the previous comes back, as the page's loop does
+    (the browser's own capture and JPEG encoding are not included)."""
+    data = camera_frame(side)
+    with live_server(checkpoint, *server_args) as url:
+        form = {"max_size": str(side)}
+        load_test(url, data, requests=3, concurrency=1, form=form)  # warm-up: first-call costs
+        r = load_test(url, data, requests=frames, concurrency=1, form=form)
+    r.update(checkpoint=str(checkpoint), image=f"{side}x{side * 3 // 4}",
+             server_args=" ".join(server_args), fps=r["requests_per_s"])  # fmt: skip
+    return r

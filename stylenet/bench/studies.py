@@ -11,7 +11,9 @@ the studies that this module can run:
 - ``jpeg``: the evaluation loss of one network's outputs saved as PNG, 4:4:4 JPEG and 4:2:0 JPEG;
 - ``checkerboard-tiny``: nearest against bilinear upsampling in the quality test's tiny run;
 - ``memory``: peak memory of one forward pass per pixel and channel (``stylenet.inference.memory``);
-- ``train-compile``: training steps per second with and without ``speed.compile``.
+- ``train-compile``: training steps per second with and without ``speed.compile``;
+- ``fast-candidates``: the layouts tried for ``model=fast``, timed and distilled
+  (``stylenet.bench.fast``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from stylenet.runtime.machine import environment
 
-STUDIES = ("flicker", "jpeg", "checkerboard-tiny", "memory", "train-compile")
+STUDIES = ("flicker", "jpeg", "checkerboard-tiny", "memory", "train-compile", "fast-candidates")
 
 
 def study(
@@ -386,6 +388,14 @@ def run_study(name: str, args: Any, log: Callable[[str], None] = print) -> dict[
         data = memory_study()
     elif name == "train-compile":
         data = train_compile_study()
+    elif name == "fast-candidates":
+        from stylenet.bench.fast import fast_candidates_study
+
+        if not args.content_dir:
+            raise OptionError("the fast-candidates study needs photos", option="content_dir")
+        data = fast_candidates_study(
+            args.content_dir, args.photos, args.checkpoint or "checkpoints/bank_all.pt", log=log
+        )
     else:
         raise OptionError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}", option="study")
     data["wall_s"] = round(time.time() - t0, 1)

@@ -4,7 +4,8 @@
 
 - inference at 1024x1024 batch 1 and 8 and at 2048x2048: the naive fp32 eager baseline, our
   eager path (NCHW, the CUDA default, and channels_last), our compiled path (and, at 1024 batch
-  1, compiled with CUDA graphs), with the compile time of each shape;
+  1, compiled with CUDA graphs), with the compile time of each shape; the fast network
+  (``model=fast``) eager and compiled at 1024 batch 1 and 8;
 - the memory estimate of ``stylenet.inference.memory`` against the measured peak;
 - a tiled 4096x4096 image;
 - training throughput of short real runs (the module and Lightning trainer of ``stylenet-train``)
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 
 from stylenet.bench.baseline import NaiveTransformerNet, count_params
+from stylenet.bench.inference import fast_layout
 from stylenet.bench.timing import time_fn
 from stylenet.errors import StylenetError
 from stylenet.nn.network import TransformerNet, random_network
@@ -80,6 +82,7 @@ class Suite:
         dev = torch.device(self.device)
         net = _net(8 if self.quick else 32)
         naive = NaiveTransformerNet(net.config.base_channels, 5).eval().to(dev)
+        fast = random_network(4, spread=0.2, **fast_layout())
         for side, batch in shapes:
             x = torch.rand(batch, 3, side, side, device=dev)
             base = {"device": self.device, "height": side, "width": side, "batch": batch}
@@ -113,10 +116,34 @@ class Suite:
                         self._memory_row(st, base, t)
 
                 self.guarded(f"{label} {side} b{batch}", row)
+            if side <= 1024:
+                for label, comp in (("eager", "off"), ("compiled", "on")):
+                    self.guarded(f"fast {label} {side} b{batch}",
+                                 lambda label=label, comp=comp, x=x, base=base:
+                                 self._fast_row(fast, label, comp, x, base, repeats))  # fmt: skip
         self.guarded("tiled", self._tiled)
 
-    def _add(self, base: dict, t: dict, impl: str, params: int) -> dict:
-        row = {**base, **t, "impl": impl, "model": "full", "params": params}
+    def _fast_row(
+        self, net: TransformerNet, label: str, comp: str, x: torch.Tensor, base: dict, repeats: int
+    ) -> None:
+        """The CPU-class network (``model=fast``) on this device, eager or compiled."""
+        from stylenet.inference.stylizer import Stylizer
+
+        st = Stylizer(net=net, device=self.device, compile=comp)
+        mix = st.mix(0)[None].expand(x.shape[0], -1)
+        t_c = time.perf_counter()
+        st.forward(x, mix)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        first = time.perf_counter() - t_c
+        t = time_fn(lambda: st.forward(x, mix), repeats, cuda=self.device == "cuda")
+        r = self._add(
+            base, t, f"stylenet fast {label} ({st.dtype_name})", count_params(net), "fast"
+        )
+        r["first_call_s"] = round(first, 2)
+
+    def _add(self, base: dict, t: dict, impl: str, params: int, model: str = "full") -> dict:
+        row = {**base, **t, "impl": impl, "model": model, "params": params}
         mp = row["height"] * row["width"] * row["batch"] / 1e6
         row["megapixels_per_s"] = mp / (row["median_ms"] / 1000.0)
         row["ms_per_image"] = row["median_ms"] / row["batch"]

@@ -8,6 +8,7 @@ results file there is written only when asked (``--markdown``, or ``--report`` a
     stylenet-bench --results-dir bench/results --report   # only rebuild BENCHMARKS.md
     stylenet-bench --suite gpu --vgg-weights-path vgg16_relu43_fp16.pth   # every GPU figure
     stylenet-bench --serve checkpoints/bank_all.pt  # load test of the web server
+    stylenet-bench --camera checkpoints/bank_all.pt checkpoints/bank_all-fast.pt   # camera fps
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", default=None, help="time a trained checkpoint (default: random full model)"
     )
+    p.add_argument(
+        "--fast-checkpoint",
+        default=None,
+        help="time this trained fast network (model=fast) in the fast rows (default: random)",
+    )
+    p.add_argument("--no-fast", action="store_true", help="skip the fast network's rows")
     p.add_argument("--no-training", action="store_true", help="skip the training-throughput rows")
     p.add_argument("--train-steps", type=int, default=5, help="timed training steps per row")
     p.add_argument(
@@ -104,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="load-test a live stylenet-serve on this checkpoint (200 requests, 16 clients)",
     )
+    p.add_argument(
+        "--camera",
+        metavar="CHECKPOINT",
+        nargs="+",
+        default=None,
+        help="frames per second of the camera page (one 512x384 frame in flight) per checkpoint",
+    )
     return p  # fmt: skip
 
 
@@ -138,6 +152,17 @@ def _body(args: argparse.Namespace) -> int:
                             tests=args.suite == "gpu")  # fmt: skip
         results["env"]["command"] = "stylenet-bench " + " ".join(sys.argv[1:])
         print(f"results: {write_results(results, args.results_dir)}")
+    elif args.camera:
+        from stylenet.bench.serve import camera_rate
+
+        rows = []
+        for ck in args.camera:
+            r = camera_rate(ck)
+            print(f"  camera page, {Path(ck).name}: {r['fps']:.2f} fps, p50 {r['p50_ms']:.0f} ms "
+                  f"({r['ok']}/{r['requests']} ok)")  # fmt: skip
+            rows.append(r)
+        results = {"env": environment(), "camera": rows, "notes": args.notes}
+        print(f"results: {write_results(results, args.results_dir)}")
     elif args.serve:
         results = {"env": environment(), "serve": _serve_rows(args.serve), "notes": args.notes}
         print(f"results: {write_results(results, args.results_dir)}")
@@ -149,11 +174,13 @@ def _body(args: argparse.Namespace) -> int:
             results["inference"] += bench_inference(
                 args.sizes, dev, args.repeats, 1, args.tiled, args.tile, args.checkpoint,
                 onnx=not args.no_onnx, peer=not args.no_peer, compiled=not args.no_compiled,
+                fast=not args.no_fast, fast_checkpoint=args.fast_checkpoint,
             )  # fmt: skip
             if dev == "cuda":
                 results["inference"] += bench_inference(
-                    args.sizes, dev, args.repeats, 8, 0, args.tile, args.checkpoint, narrow=False
-                )
+                    args.sizes, dev, args.repeats, 8, 0, args.tile, args.checkpoint, narrow=False,
+                    fast=not args.no_fast, fast_checkpoint=args.fast_checkpoint,
+                )  # fmt: skip
             if not args.no_training:
                 size = 256 if dev == "cuda" else 128
                 batch = 16 if dev == "cuda" else 4

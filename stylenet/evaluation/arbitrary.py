@@ -284,10 +284,7 @@ def _grow_rows(
 ) -> dict[str, dict[str, Any]]:
     """For each painting not in the bank: a row grown from the prediction and one from the mean
     (``stylenet-train style=<painting> finetune.from=<checkpoint> finetune.init=...``)."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
-
-    from stylenet.runtime.hydra import compose_config
+    from stylenet.runtime.hydra import resolved_run_config
     from stylenet.training.run import train
 
     names = set(Stylizer(checkpoint, device="cpu").style_names)
@@ -314,11 +311,7 @@ def _grow_rows(
                 overrides.append(f"loss.vgg.weights_path={cfg.vgg_weights_path}")
             if cfg.vgg_weights != "imagenet":
                 overrides.append(f"loss.vgg.weights={cfg.vgg_weights}")
-            composed = compose_config("train", overrides, return_hydra_config=True)
-            HydraConfig.instance().set_config(composed)
-            with open_dict(composed):
-                del composed["hydra"]
-            run_cfg = OmegaConf.create(OmegaConf.to_container(composed, resolve=True))
+            run_cfg = resolved_run_config("train", overrides)
             curve = LossCurve()
             t0 = time.time()
             result = train(run_cfg, extra_callbacks=[curve])

@@ -209,6 +209,7 @@ def evaluate_checkpoint(
 
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
+        "compare": str(compare_checkpoint) if compare_checkpoint else None,
         "size": cfg.size,
         "photos": [p for p, _ in photos],
         "held_out": held_out_status(checkpoint, [p for p, _ in photos]),
@@ -261,6 +262,7 @@ def evaluate_checkpoint(
                 t["compare_loss"] = t2["loss"]
                 t["compare_style_loss"] = t2["style_loss"]
                 t["compare_content_loss"] = t2["content_loss"]
+                t["compare_checkerboard_2px"] = checkerboard_score(y2, photo, 2)
             rows.append(t)
             bar.update(1)
         gaps = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +88,23 @@ def render_report_md(report: dict[str, Any]) -> str:
         (n, s["summary"]) for n, s in report["styles"].items() if "compare_loss" in s["summary"]
     ]
     if cmp_rows:
-        lines += ["", "Bank vs single-style checkpoint (same style, same photos):", "",
-                  "| style | this checkpoint loss | compared checkpoint loss | this style | compared style | this content | compared content |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        other = Path(report["compare"]).name if report.get("compare") else "the compared checkpoint"
+        lines += ["", f"Bank vs single-style checkpoint, or any two checkpoints: this one against "
+                  f"`{other}` (same style, same photos; ratio: this loss / the compared loss; "
+                  "checkerboard: 2-px periodic energy over the photo's):", "",
+                  "| style | this checkpoint loss | compared checkpoint loss | ratio | this style | compared style | "
+                  "this content | compared content | this checkerboard | compared checkerboard |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for n, m in cmp_rows:
-            lines.append(f"| {n} | {m['loss']:.4g} | {m['compare_loss']:.4g} | {m['style_loss']:.3g} | "
-                         f"{m['compare_style_loss']:.3g} | {m['content_loss']:.4g} | {m['compare_content_loss']:.4g} |")  # fmt: skip
+            cb = m.get("compare_checkerboard_2px")
+            lines.append(f"| {n} | {m['loss']:.4g} | {m['compare_loss']:.4g} | {m['loss'] / m['compare_loss']:.3f} | "
+                         f"{m['style_loss']:.3g} | {m['compare_style_loss']:.3g} | {m['content_loss']:.4g} | "
+                         f"{m['compare_content_loss']:.4g} | {m['checkerboard_2px']:.2f} | "
+                         f"{'n/a' if cb is None else format(cb, '.2f')} |")  # fmt: skip
+        ratios = [m["loss"] / m["compare_loss"] for _, m in cmp_rows]
+        lines += ["", f"Loss ratio over the {len(ratios)} styles: worst {max(ratios):.3f}, best "
+                  f"{min(ratios):.3f}, geometric mean "
+                  f"{math.exp(sum(math.log(r) for r in ratios) / len(ratios)):.3f}."]  # fmt: skip
     if "video_flicker" in report:
         v = report["video_flicker"]
         lines += ["", f"Video flicker ({v['frames']} frames): output change {v['output_change']:.4f} vs input "

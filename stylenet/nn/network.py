@@ -51,6 +51,17 @@ class ModelConfig:
     # resize-convolutions, Odena et al. 2016; only bilinear is free of the 2-px checkerboard, see
     # the module docstring). Files written before this option read as "nearest".
     upsample: str = "nearest"
+    # The residual blocks' convolutions: "conv" (a full 3x3 convolution, Johnson et al.) or
+    # "separable" (a depthwise 3x3 then a pointwise 1x1, the factorisation of MobileNets, Howard
+    # et al. 2017: 9*c + c*c multiply-adds per pixel instead of 9*c*c, 8x fewer at 64 channels).
+    res_block: str = "conv"
+    # Kernel of the first and the last convolution (full resolution). Johnson et al.: 9.
+    edge_kernel: int = 9
+    # Order of each decoder stage: "resize_conv" (upsample, then the 3x3 conv at the higher
+    # resolution: Odena et al. 2016) or "conv_resize" (the conv and its norm at the lower
+    # resolution, then upsample): 4x fewer multiply-adds, and the full-resolution tensors that
+    # are padded, normalised and resized shrink to the last stage's output.
+    decoder: str = "resize_conv"
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -66,6 +77,24 @@ class ConvLayer(nn.Module):
         return self.conv(self.pad(x))
 
 
+class SeparableConvLayer(nn.Module):
+    """A depthwise 3x3 convolution followed by a pointwise 1x1 (Howard et al. 2017), reflection
+    padded like ``ConvLayer``; one conditional norm follows the pair, as it follows a full conv."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.depthwise = nn.Conv2d(cin, cin, kernel, groups=cin)
+        self.pointwise = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pointwise(self.depthwise(self.pad(x)))
+
+
+RES_BLOCKS = {"conv": ConvLayer, "separable": SeparableConvLayer}
+DECODERS = ("resize_conv", "conv_resize")
+
+
 class TransformerNet(nn.Module):
     """Feed-forward stylization network; images in [0, 1] in and out."""
 
@@ -75,29 +104,45 @@ class TransformerNet(nn.Module):
         base_channels: int = 32,
         num_res_blocks: int = 5,
         upsample: str = "nearest",
+        res_block: str = "conv",
+        edge_kernel: int = 9,
+        decoder: str = "resize_conv",
     ):
         super().__init__()
         if num_styles < 1:
             raise ValueError(f"num_styles must be >= 1, got {num_styles}")
         if upsample not in ("nearest", "bilinear"):
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
-        self.config = ModelConfig(num_styles, base_channels, num_res_blocks, upsample)
+        if res_block not in RES_BLOCKS:
+            raise ValueError(f"res_block must be one of {', '.join(RES_BLOCKS)}, got {res_block!r}")
+        if edge_kernel < 1 or edge_kernel % 2 == 0:
+            raise ValueError(f"edge_kernel must be odd and positive, got {edge_kernel}")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        self.config = ModelConfig(
+            num_styles, base_channels, num_res_blocks, upsample, res_block, edge_kernel, decoder
+        )
         c = base_channels
+        block = RES_BLOCKS[res_block]
         S = num_styles
         self.down = nn.ModuleList(
-            [ConvLayer(3, c, 9, 1), ConvLayer(c, 2 * c, 3, 2), ConvLayer(2 * c, 4 * c, 3, 2)]
+            [
+                ConvLayer(3, c, edge_kernel, 1),
+                ConvLayer(c, 2 * c, 3, 2),
+                ConvLayer(2 * c, 4 * c, 3, 2),
+            ]
         )
         self.down_norm = nn.ModuleList([ConditionalInstanceNorm2d(n, S) for n in (c, 2 * c, 4 * c)])
         self.res_conv = nn.ModuleList()
         self.res_norm = nn.ModuleList()
         for _ in range(num_res_blocks):
-            self.res_conv.append(ConvLayer(4 * c, 4 * c, 3))
-            self.res_conv.append(ConvLayer(4 * c, 4 * c, 3))
+            self.res_conv.append(block(4 * c, 4 * c, 3))
+            self.res_conv.append(block(4 * c, 4 * c, 3))
             self.res_norm.append(ConditionalInstanceNorm2d(4 * c, S))
             self.res_norm.append(ConditionalInstanceNorm2d(4 * c, S))
         self.up = nn.ModuleList([ConvLayer(4 * c, 2 * c, 3), ConvLayer(2 * c, c, 3)])
         self.up_norm = nn.ModuleList([ConditionalInstanceNorm2d(n, S) for n in (2 * c, c)])
-        self.out = ConvLayer(c, 3, 9)
+        self.out = ConvLayer(c, 3, edge_kernel)
         # Dumoulin et al. (Table 2 of the appendix) normalise the output layer too, which lets each
         # style shift the palette cheaply, then squash with a sigmoid into [0, 1].
         self.out_norm = ConditionalInstanceNorm2d(3, S)
@@ -126,22 +171,27 @@ class TransformerNet(nn.Module):
 
     def macs_per_pixel(self) -> float:
         """Multiply-adds of the convolutions per input pixel (the cost that sets CPU speed):
-        each conv's ``k*k*cin*cout`` times its output's share of the input's pixels."""
+        each conv's ``k*k*cin/groups*cout`` times its output's share of the input's pixels,
+        read off one small forward pass (so every layout is counted the same way)."""
+        side = 64
         total = 0.0
-        scale = 1.0  # output pixels per input pixel at the current stage
-        for conv in self.down:
-            c = conv.conv
-            scale /= c.stride[0] ** 2
-            total += c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.out_channels * scale
-        for layer in self.res_conv:
-            c = layer.conv
-            total += c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.out_channels * scale
-        for layer in self.up:
-            scale *= 4
-            c = layer.conv
-            total += c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.out_channels * scale
-        c = self.out.conv
-        return total + c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.out_channels * scale
+
+        def count(conv: nn.Conv2d, _inp: Any, out: Tensor) -> None:
+            nonlocal total
+            k = conv.kernel_size[0] * conv.kernel_size[1]
+            per_out = k * conv.in_channels // conv.groups * conv.out_channels
+            total += per_out * out.shape[-2] * out.shape[-1] / (side * side)
+
+        convs = [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+        hooks = [m.register_forward_hook(count) for m in convs]
+        try:
+            p = next(self.parameters())
+            with torch.no_grad():
+                self(torch.zeros(1, 3, side, side, device=p.device, dtype=p.dtype), self.one_hot(0))
+        finally:
+            for h in hooks:
+                h.remove()
+        return total
 
     def one_hot(self, index: int | Sequence[int] | Tensor, batch: int = 1) -> Tensor:
         """The mix that selects style ``index`` (one per sample, or one for ``batch`` samples)."""
@@ -198,12 +248,16 @@ class TransformerNet(nn.Module):
         for i in range(0, len(self.res_conv), 2):
             r = norm(self.res_norm[i], self.res_conv[i](y))
             y = y + norm(self.res_norm[i + 1], self.res_conv[i + 1](r), relu=False)
+        conv_first = self.config.decoder == "conv_resize"
         for conv, n in zip(self.up, self.up_norm, strict=True):
+            if conv_first:
+                y = norm(n, conv(y))
             if self.config.upsample == "nearest":
                 y = F.interpolate(y, scale_factor=2.0, mode="nearest")
             else:
                 y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-            y = norm(n, conv(y))
+            if not conv_first:
+                y = norm(n, conv(y))
         y = torch.sigmoid(norm(self.out_norm, self.out(y), relu=False))
         return y, out_stats
 

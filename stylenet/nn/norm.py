@@ -22,6 +22,24 @@ def _f32(t: Tensor) -> Tensor:
     return _as(t, torch.float32)
 
 
+def instance_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample, per-channel mean and (biased) variance over H, W, in fp32, ``[B, C, 1, 1]``.
+
+    On a CPU, torch's fused ``var_mean`` was 7-15x slower than two plain passes (mean, then the
+    norm of the deviations) on every shape the networks normalise (2 AVX2 cores, fp32 and bf16:
+    10.7 ms against under 2 ms for a 16x512x512 map), and it was a third of the fast network's
+    time at 512 px. The two-pass form is the exact one (no E[x^2]-E[x]^2 cancellation). On other
+    devices the fused kernel is kept. Reductions accumulate in fp32 for bf16/fp16 inputs.
+    """
+    if x.device.type == "cpu":
+        mean = x.mean(dim=(2, 3), keepdim=True, dtype=torch.float32)
+        dev = torch.linalg.vector_norm(x - mean, dim=(2, 3), keepdim=True, dtype=torch.float32)
+        # No float() on the sizes: an exported trace must keep them symbolic (dynamic H, W).
+        return mean, dev * dev / (x.shape[2] * x.shape[3])
+    var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
+    return _f32(mean), _f32(var)
+
+
 class ConditionalInstanceNorm2d(nn.Module):
     """Instance norm whose affine parameters are a convex mix of per-style rows.
 
@@ -56,9 +74,7 @@ class ConditionalInstanceNorm2d(nn.Module):
         relu: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         if stats is None:
-            # Reductions accumulate in fp32 even for bf16/fp16 inputs, so no fp32 copy is made.
-            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, unbiased=False)
-            mean, var = _f32(mean), _f32(var)
+            mean, var = instance_stats(x)
         else:
             mean, var = stats
         g, b = as_params(style).affine(self, (x.shape[-2], x.shape[-1]))

@@ -50,6 +50,12 @@ def run_name(choice, styles=None, base=None) -> str:  # noqa: ANN001
     return _safe(name) or "run"
 
 
+def distill_name(teacher, model) -> str:  # noqa: ANN001
+    """A distilled student's run name: ``<teacher stem>-<model choice>`` (``bank_all-fast``), so
+    it never resumes or replaces the teacher's own run or file."""
+    return _safe(f"{Path(str(teacher)).stem}-{model}")
+
+
 def cpu_workers(cap: int = 8) -> int:
     """DataLoader workers: leave one core to the training process, at most ``cap``."""
     return max(0, min(int(cap), (os.cpu_count() or 1) - 1))
@@ -61,6 +67,7 @@ def register_resolvers() -> None:
         ("if_finetune", if_finetune),
         ("run_name", run_name),
         ("cpu_workers", cpu_workers),
+        ("distill_name", distill_name),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
@@ -175,3 +182,17 @@ def compose_config(
     overrides, _ = launch_overrides(overrides, config_name)
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
         return compose(config_name, overrides, return_hydra_config=return_hydra_config)
+
+
+def resolved_run_config(config_name: str, overrides: Sequence[str]):  # noqa: ANN201
+    """The resolved config of one run, composed in-process as its command line would compose it,
+    with the Hydra node set for ``${hydra:...}`` interpolations (the run name) and then dropped:
+    what benchmarks and studies pass to ``stylenet.training.run.train``."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    composed = compose_config(config_name, overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(composed)
+    with open_dict(composed):
+        del composed["hydra"]
+    return OmegaConf.create(OmegaConf.to_container(composed, resolve=True))

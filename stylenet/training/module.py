@@ -53,6 +53,41 @@ def drop_frozen_vgg(checkpoint: dict[str, Any]) -> None:
         del sd[k]
 
 
+def perceptual_loss_from(hp: Mapping[str, Any]) -> PerceptualLoss:
+    """The loss network and loss of a module's hyperparameters (``content_layers``,
+    ``style_layers``, the three weights, ``vgg_weights``, ``vgg_weights_path``, ``vgg_pooling``),
+    in fp32: style targets are computed before any ``vgg_dtype`` cast."""
+    style_layers = dict(hp["style_layers"] or default_layer_weights())
+    content_layers = list(hp["content_layers"])
+    vgg = VGGFeatures(
+        content_layers + list(style_layers), weights=hp["vgg_weights"],
+        weights_path=hp["vgg_weights_path"], pooling=hp["vgg_pooling"],
+    )  # fmt: skip
+    return PerceptualLoss(
+        vgg, content_layers, style_layers, hp["content_weight"], hp["style_weight"],
+        hp["tv_weight"],
+    )  # fmt: skip
+
+
+def restore_run_meta(module: Any, checkpoint: dict[str, Any], names: list[str] | None) -> None:  # noqa: ANN401
+    """On resuming: a checkpoint of other styles (``names``, in order) is refused with one line,
+    and the count of skipped photos carries on."""
+    meta = checkpoint.get("stylenet", {})
+    if names is not None and meta.get("style_names") and meta["style_names"] != names:
+        raise TrainingError(
+            f"the checkpoint was trained on styles {meta['style_names']}, this run has "
+            f"{names}; start afresh with ckpt_path=null or use another name="
+        )
+    module.skipped_images = int(meta.get("skipped_images", 0))
+
+
+def seed_this_rank(module: pl.LightningModule) -> None:
+    """Every rank draws its own crops and style indices (seed_everything gives all ranks one
+    seed), and a resumed run does not replay the draws of its first steps."""
+    seed = int(module.hparams.seed) + 1_000_003 * module.global_rank + module.global_step
+    torch.manual_seed(seed)
+
+
 def with_schedule(module: pl.LightningModule, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """``configure_optimizers``' answer: ``opt`` with the per-step schedule of the module's
     ``scheduler``, ``warmup_steps`` and ``min_lr_ratio`` over the trainer's ``max_steps``."""
@@ -120,16 +155,7 @@ class StyleTransferModule(pl.LightningModule):
         model_args = dict(model or {})
         model_args["num_styles"] = len(self.style_names)
         self.net = build_model(model_args)
-        style_layers = dict(style_layers or default_layer_weights())
-        vgg = VGGFeatures(
-            list(content_layers) + list(style_layers),
-            weights=vgg_weights,
-            weights_path=vgg_weights_path,
-            pooling=vgg_pooling,
-        )
-        self.loss = PerceptualLoss(
-            vgg, content_layers, style_layers, content_weight, style_weight, tv_weight
-        )
+        self.loss = perceptual_loss_from(self.hparams)
         images = [load_style_image(s, style_size) for s in self.style_specs]
         self.loss.set_style_targets(images, [s.loss_scale for s in self.style_specs])
         shares = torch.tensor(list(row_shares) if row_shares else [1.0] * len(self.rows))
@@ -177,18 +203,10 @@ class StyleTransferModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get("stylenet", {})
-        if meta.get("style_names") and meta["style_names"] != self.style_names:
-            raise TrainingError(
-                f"the checkpoint was trained on styles {meta['style_names']}, this run has "
-                f"{self.style_names}; start afresh with ckpt_path=null or use another name="
-            )
-        self.skipped_images = int(meta.get("skipped_images", 0))
+        restore_run_meta(self, checkpoint, self.style_names)
 
     def on_fit_start(self) -> None:
-        # Every rank draws its own crops and style indices (seed_everything gives all ranks one
-        # seed), and a resumed run does not replay the draws of its first steps.
-        torch.manual_seed(int(self.hparams.seed) + 1_000_003 * self.global_rank + self.global_step)
+        seed_this_rank(self)
 
     def forward(self, x: Tensor, mix: Tensor) -> Tensor:
         return self.net(x, mix)

@@ -12,12 +12,17 @@ the LightningModule, fit, export. What varies is the plan, chosen by the ``plan`
 - ``arbitrary``: a style predictor for an exported bank (``arbitrary.*``;
   ``stylenet.training.predictor``), exported as that bank with the predictor inside.
 
-A new kind of training (distilling a bank) is one more class here with the same members and one
-more YAML in ``configs/plan/``.
+- ``distill``: a new network (``model=fast``) trained on the outputs of every style of an exported
+  bank (``distill.*``; ``stylenet.training.distill``), exported with the bank's names and
+  thumbnails.
+
+A new kind of training is one more class here with the same members and one more YAML in
+``configs/plan/``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -119,42 +124,37 @@ class GrowPlan:
         return {PREDICTOR_KEY: entry} if entry else {}
 
 
+def _exported_bank(cfg: DictConfig, key: str, why: str) -> tuple[str, dict[str, Any]]:
+    """The path and contents of the exported bank that option ``key`` names (one line if unset)."""
+    from stylenet.checkpoints.format import read_checkpoint
+
+    path = OmegaConf.select(cfg, key)
+    if not path:
+        raise OptionError(f"{why}: set {key}", option=key)
+    return str(path), read_checkpoint(str(path))
+
+
 class ArbitraryPlan:
     """A style predictor for the exported bank ``arbitrary.from`` (the bank's names, rows and
     model arguments unchanged; its convolutions too unless ``arbitrary.train_network``)."""
 
     def __init__(self, cfg: DictConfig, specs: list[StyleSpec]) -> None:
-        from stylenet.checkpoints.format import read_checkpoint
-
         del specs  # the styles are the data set's style images
-        base = OmegaConf.select(cfg, "arbitrary.from")
-        if not base:
-            raise OptionError(
-                "a style predictor is trained for an exported bank: set arbitrary.from",
-                option="arbitrary.from",
-            )
-        self.base_path = str(base)
-        self.base = read_checkpoint(self.base_path)
+        self.base_path, self.base = _exported_bank(
+            cfg, "arbitrary.from", "a style predictor is trained for an exported bank"
+        )
         self.model_args = dict(self.base["model_args"])
         self.names = list(self.base["style_names"])
 
     def build_module(self, cfg: DictConfig, **kw: Any) -> Any:  # noqa: ANN401
         from stylenet.training.predictor import PredictorModule
 
-        a, lc, oc = cfg.arbitrary, cfg.loss, cfg.optim
+        a = cfg.arbitrary
         try:
             return PredictorModule(
                 base=self.base_path, train_network=bool(a.train_network), hidden=int(a.hidden),
                 embedding=int(a.embedding), style_size=int(cfg.data.style_size),
-                content_layers=list(lc.content_layers),
-                style_layers=OmegaConf.to_container(lc.style_layers, resolve=True),
-                content_weight=lc.content_weight, style_weight=lc.style_weight,
-                tv_weight=lc.tv_weight, vgg_weights=lc.vgg.weights,
-                vgg_weights_path=lc.vgg.get("weights_path"), lr=float(a.lr),
-                network_lr=float(a.network_lr), betas=tuple(oc.betas), scheduler=oc.scheduler,
-                warmup_steps=oc.warmup_steps, min_lr_ratio=oc.min_lr_ratio,
-                channels_last=bool(cfg.speed.channels_last), seed=int(cfg.seed),
-                vgg_pooling=str(lc.vgg.get("pooling", "max")), **kw,
+                lr=float(a.lr), network_lr=float(a.network_lr), **loss_optim_kwargs(cfg), **kw,
             )  # fmt: skip
         except OptionError as e:
             raise _config_error(e) from e
@@ -199,6 +199,87 @@ class ArbitraryPlan:
         return out
 
 
+class DistillPlan:
+    """A new network (the ``model`` group) for every style of the exported bank
+    ``distill.teacher``, in the teacher's order and under its names."""
+
+    def __init__(self, cfg: DictConfig, specs: list[StyleSpec]) -> None:
+        del specs  # the styles are the teacher's
+        self.teacher_path, self.teacher = _exported_bank(
+            cfg, "distill.teacher", "a network is distilled from an exported bank"
+        )
+        self.names = list(self.teacher["style_names"])
+        self.model_args: dict[str, Any] = {
+            **OmegaConf.to_container(cfg.model, resolve=True),
+            "num_styles": len(self.names),
+        }
+
+    def build_module(self, cfg: DictConfig, **kw: Any) -> Any:  # noqa: ANN401
+        from stylenet.training.distill import DistillModule
+
+        d = cfg.distill
+        tc = self.teacher.get("train_config") or {}
+        usual = d.get("usual_weight")
+        try:
+            return DistillModule(
+                teacher=self.teacher_path,
+                model=OmegaConf.to_container(cfg.model, resolve=True),
+                pixel_weight=float(d.pixel_weight), teacher_weight=float(d.teacher_weight),
+                usual_weight=None if usual is None else float(usual),
+                # The usual loss is the teacher's own: its layers, weights and painting size.
+                style_size=int(tc.get("style_size") or cfg.style_size), lr=float(cfg.optim.lr),
+                **loss_optim_kwargs(cfg, tc.get("loss") or {}), **kw,
+            )  # fmt: skip
+        except OptionError as e:
+            raise _config_error(e) from e
+
+    def export_parts(
+        self, module: Any, steps: int, train_config: dict[str, Any]
+    ) -> tuple[list, list]:
+        """The teacher's thumbnails and history, then this run; the exported config records the
+        teacher's styles (what the student renders) beside this run's own settings."""
+        t = self.teacher
+        train_config["style"] = dict((t.get("train_config") or {}).get("style") or {})
+        thumbs = list(t.get("style_thumbnails") or [None] * len(self.names))
+        history = [*t.get("history", []), {
+            "event": "distilled", "date": now_iso(), "steps": steps,
+            "teacher": self.teacher_path, "teacher_run_id": t.get("run_id"),
+            "model_args": dict(module.net.config.to_dict()),
+        }]  # fmt: skip
+        return thumbs, history
+
+    def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:
+        """No predictor: the teacher's reads the teacher's norms, not the student's."""
+        del module, steps, train_config
+        return {}
+
+
+def loss_optim_kwargs(cfg: DictConfig, loss: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The loss and optimiser settings of ``cfg`` as module keyword arguments (the modules of
+    the plans that do not go through ``build_module``); entries of ``loss`` (a recorded
+    ``loss`` config, such as a teacher's) take the place of the run's own."""
+    lc, oc = cfg.loss, cfg.optim
+    own = dict(loss or {})
+    return {
+        "content_layers": list(own.get("content_layers") or lc.content_layers),
+        "style_layers": dict(
+            own.get("style_layers") or OmegaConf.to_container(lc.style_layers, resolve=True)
+        ),
+        "content_weight": float(own.get("content_weight", lc.content_weight)),
+        "style_weight": float(own.get("style_weight", lc.style_weight)),
+        "tv_weight": float(own.get("tv_weight", lc.tv_weight)),
+        "vgg_weights": lc.vgg.weights,
+        "vgg_weights_path": lc.vgg.get("weights_path"),
+        "vgg_pooling": str(lc.vgg.get("pooling", "max")),
+        "betas": tuple(oc.betas),
+        "scheduler": oc.scheduler,
+        "warmup_steps": oc.warmup_steps,
+        "min_lr_ratio": oc.min_lr_ratio,
+        "channels_last": bool(cfg.speed.channels_last),
+        "seed": int(cfg.seed),
+    }
+
+
 def _check_same_network(base: dict[str, Any], net: Any) -> None:  # noqa: ANN401
     """The frozen network must come out exactly as it went in (its bank is shipped as is)."""
     import torch
@@ -209,10 +290,13 @@ def _check_same_network(base: dict[str, Any], net: Any) -> None:  # noqa: ANN401
             raise TrainingError(f"the frozen network changed while training its predictor ({k})")
 
 
-PLANS = {"fresh": FreshPlan, "grow": GrowPlan, "arbitrary": ArbitraryPlan}
+PLANS = {
+    "fresh": FreshPlan, "grow": GrowPlan, "arbitrary": ArbitraryPlan, "distill": DistillPlan,
+}  # fmt: skip
+Plan = FreshPlan | GrowPlan | ArbitraryPlan | DistillPlan
 
 
-def make_plan(cfg: DictConfig, specs: list[StyleSpec]) -> FreshPlan | GrowPlan | ArbitraryPlan:
+def make_plan(cfg: DictConfig, specs: list[StyleSpec]) -> Plan:
     """The plan the config names (``plan.name``), checked against ``finetune.from``."""
     name = str(OmegaConf.select(cfg, "plan.name", default="fresh"))
     if name not in PLANS:

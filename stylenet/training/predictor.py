@@ -20,10 +20,17 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from stylenet.checkpoints.format import network_from_checkpoint, read_checkpoint
-from stylenet.losses.perceptual import PerceptualLoss, VGGFeatures, gram_matrix
+from stylenet.losses.perceptual import gram_matrix
 from stylenet.nn.predictor import EMBEDDING, HIDDEN, StylePredictor, style_statistics
 from stylenet.nn.vgg import DEFAULT_CONTENT_LAYERS, default_layer_weights
-from stylenet.training.module import NonFiniteLossError, drop_frozen_vgg, with_schedule
+from stylenet.training.module import (
+    NonFiniteLossError,
+    drop_frozen_vgg,
+    perceptual_loss_from,
+    restore_run_meta,
+    seed_this_rank,
+    with_schedule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +82,7 @@ class PredictorModule(pl.LightningModule):
         )  # fmt: skip
         # Set once the input statistics are standardised (restored with a resumed run).
         self.register_buffer("normalised", torch.zeros((), dtype=torch.bool))
-        vgg = VGGFeatures(
-            list(content_layers) + list(style_layers), weights=vgg_weights,
-            weights_path=vgg_weights_path, pooling=vgg_pooling,
-        )  # fmt: skip
-        self.loss = PerceptualLoss(
-            vgg, content_layers, style_layers, content_weight, style_weight, tv_weight
-        )
+        self.loss = perceptual_loss_from(self.hparams)
         if vgg_dtype == "bf16":
             self.loss.vgg.to(torch.bfloat16)
         self.net.requires_grad_(bool(train_network))
@@ -104,10 +105,10 @@ class PredictorModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.skipped_images = int(checkpoint.get("stylenet", {}).get("skipped_images", 0))
+        restore_run_meta(self, checkpoint, None)
 
     def on_fit_start(self) -> None:
-        torch.manual_seed(int(self.hparams.seed) + 1_000_003 * self.global_rank + self.global_step)
+        seed_this_rank(self)
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "style_samples"):
             self.style_samples = dm.style_samples()

@@ -1,0 +1,236 @@
+"""Distilling a bank into another network (``experiment=distill``): a student, usually the CPU
+network ``model=fast``, learns every style of an exported bank (``distill.teacher``) at once.
+
+Each sample is a photo and one of the teacher's styles. The teacher stylizes it (frozen, no
+gradient) and the student is trained towards the teacher's output in three ways, plus the loss
+the teacher itself was trained with:
+
+- in pixels (L1: a student that copies the teacher copies its colours exactly);
+- in VGG feature space: the perceptual loss with the teacher's output as the content target and
+  the teacher output's Gram matrices as the style target (what the teacher's output looks like
+  to the loss network, photo by photo; Hinton et al. 2015's "soft targets", carried over to
+  image-to-image networks as in Wang et al. 2020, "Collaborative Distillation for Ultra-Resolution
+  Universal Style Transfer");
+- the usual loss: content against the photo and Gram against the painting, with the weights and
+  paintings recorded in the teacher's own training config (``usual_weight``; 0 when the
+  paintings are not on this machine and no ``distill.usual_weight`` was asked for).
+
+The student keeps the teacher's style names, thumbnails and history; the frozen teacher and the
+frozen VGG are never saved in a training checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from stylenet.checkpoints.format import network_from_checkpoint, read_checkpoint
+from stylenet.errors import StyleError, TrainingError
+from stylenet.losses.perceptual import gram_matrix
+from stylenet.nn.network import build_model
+from stylenet.nn.vgg import DEFAULT_CONTENT_LAYERS
+from stylenet.training.module import (
+    NonFiniteLossError,
+    drop_frozen_vgg,
+    perceptual_loss_from,
+    restore_run_meta,
+    seed_this_rank,
+    with_schedule,
+)
+
+log = logging.getLogger(__name__)
+
+TEACHER_PREFIX = "teacher."
+
+
+def teacher_style_specs(base: Mapping[str, Any]) -> list[Any] | None:
+    """The teacher's paintings as ``StyleSpec`` s, in row order, from its recorded training
+    config; None when the config does not name every style or a painting cannot be read."""
+    from stylenet.data.styles import load_style_image, specs_from_config
+
+    styles = dict((base.get("train_config") or {}).get("style") or {})
+    # Files written before ``loss_scale`` had that name call it ``weight``.
+    styles = {
+        n: {("loss_scale" if k == "weight" else k): v for k, v in dict(e).items()}
+        for n, e in styles.items()
+    }
+    names = list(base["style_names"])
+    try:
+        specs = {s.name: s for s in specs_from_config(styles)}
+        ordered = [specs[n] for n in names]
+        for s in ordered:
+            load_style_image(s, 16)
+    except (KeyError, StyleError, OSError, ValueError):
+        return None
+    return ordered
+
+
+class DistillModule(pl.LightningModule):
+    """Trains a new network (``model``) to reproduce every style of the exported bank
+    ``teacher``."""
+
+    def __init__(
+        self,
+        teacher: str,
+        model: Mapping[str, Any] | None = None,
+        pixel_weight: float = 1e7,
+        teacher_weight: float = 1.0,
+        usual_weight: float | None = None,
+        content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
+        style_layers: Mapping[str, float] | None = None,
+        content_weight: float = 1e5,
+        style_weight: float = 1e10,
+        tv_weight: float = 0.0,
+        style_size: int = 512,
+        vgg_weights: str = "imagenet",
+        vgg_weights_path: str | None = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        scheduler: str = "constant",
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        channels_last: bool = False,
+        nan_check_every: int = 1,
+        seed: int = 0,
+        vgg_dtype: str = "fp32",
+        vgg_pooling: str = "max",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.strict_loading = False  # training checkpoints hold neither the teacher nor the VGG
+        self.base = read_checkpoint(teacher)
+        self.style_names = list(self.base["style_names"])
+        self.teacher = network_from_checkpoint(self.base, teacher).eval().requires_grad_(False)
+        model_args = {**dict(model or {}), "num_styles": len(self.style_names)}
+        self.net = build_model(model_args)
+        self.loss = perceptual_loss_from(self.hparams)
+        specs = teacher_style_specs(self.base)
+        if usual_weight is None:
+            usual_weight = 1.0 if specs is not None else 0.0
+            if specs is None:
+                log.warning(
+                    "the teacher's paintings are not all readable here: distilling from its "
+                    "outputs only (distill.usual_weight=0)"
+                )
+        elif usual_weight > 0 and specs is None:
+            raise TrainingError(
+                "distill.usual_weight needs the teacher's paintings (named in its training "
+                "config), and they are not all readable here; set distill.usual_weight=0"
+            )
+        self.usual_weight = float(usual_weight)
+        if self.usual_weight > 0:
+            from stylenet.data.styles import load_style_image
+
+            images = [load_style_image(s, style_size) for s in specs]
+            self.loss.set_style_targets(images, [s.loss_scale for s in specs])
+        if vgg_dtype == "bf16":
+            self.loss.vgg.to(torch.bfloat16)
+        if channels_last:
+            for m in (self.net, self.teacher, self.loss.vgg):
+                m.to(memory_format=torch.channels_last)
+        self.skipped_images = 0
+        self.interrupted_step: int | None = None
+
+    # -- checkpoints carry the student only ------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        drop_frozen_vgg(checkpoint)
+        sd = checkpoint["state_dict"]
+        for k in [k for k in sd if k.startswith(TEACHER_PREFIX)]:
+            del sd[k]
+        checkpoint["stylenet"] = {
+            "style_names": self.style_names,
+            "model_args": self.net.config.to_dict(),
+            "teacher": str(self.hparams.teacher),
+            "train_scope": "distill",
+            "skipped_images": self.skipped_images,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_run_meta(self, checkpoint, self.style_names)
+
+    def on_fit_start(self) -> None:
+        seed_this_rank(self)
+
+    def train(self, mode: bool = True) -> DistillModule:
+        super().train(mode)
+        self.teacher.eval()  # frozen: never in training mode
+        return self
+
+    def forward(self, x: Tensor, mix: Tensor) -> Tensor:
+        return self.net(x, mix)
+
+    # -- the step ---------------------------------------------------------------------------------
+    def distill_terms(self, x: Tensor, k: Tensor) -> dict[str, Tensor]:
+        """The loss terms for photos ``x`` stylized with the teacher's styles ``k`` (one each)."""
+        mix = F.one_hot(k, self.net.num_styles).to(x.dtype)
+        with torch.no_grad():
+            target = self.teacher(x, mix)
+        y = self.net(x, mix)
+        vgg_dtype = next(self.loss.vgg.parameters()).dtype
+        out_f = self.loss.vgg(y)
+        with torch.no_grad():
+            tgt_f = self.loss.vgg(target.to(vgg_dtype))
+            tgt_grams = {n: gram_matrix(tgt_f[n]) for n in self.loss.style_layers}
+        pixel = F.l1_loss(y.float(), target.float())
+        feat = self.loss.combine(out_f, tgt_f, tgt_grams, y)
+        loss = self.hparams.pixel_weight * pixel + self.hparams.teacher_weight * feat["loss"]
+        terms = {
+            "pixel_l1": pixel,
+            "teacher_content": feat["content_loss"],
+            "teacher_style": feat["style_loss"],
+        }
+        if self.usual_weight > 0:
+            with torch.no_grad():
+                photo_f = self.loss.vgg(x.to(vgg_dtype))
+            usual = self.loss.combine(
+                out_f, photo_f, self.loss.target_grams(k), y, self.loss.loss_scales[k]
+            )
+            loss = loss + self.usual_weight * usual["loss"]
+            terms.update(content_loss=usual["content_loss"], style_loss=usual["style_loss"])
+        terms["loss"] = loss
+        return terms
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        x = batch["image"]
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        k = torch.randint(self.net.num_styles, (x.shape[0],), device=x.device)
+        terms = self.distill_terms(x, k)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                self.global_step, {n: float(v.detach()) for n, v in terms.items()}
+            )
+        for name, v in terms.items():
+            self.log(
+                f"train/{name}", v.detach(), prog_bar=name == "loss", on_step=True, on_epoch=False
+            )
+        self.skipped_images += int(batch.get("failures", 0))
+        self.log("data/skipped_images", float(self.skipped_images), on_step=True, on_epoch=False)
+        return loss
+
+    # -- the sample grid: student and teacher side by side ---------------------------------------
+    @torch.no_grad()
+    def sample_grid(self, photos: Tensor, pad: int = 2) -> Tensor:
+        """Two rows per photo: the photo then the student's rendering of every style, and below
+        it a blank cell then the teacher's."""
+        s = self.net.num_styles
+        w = torch.eye(s, device=photos.device, dtype=photos.dtype)
+        rows = []
+        for p in photos:
+            x = p[None].expand(s, -1, -1, -1)
+            rows.append(torch.cat([p[None], self.net(x, w).float()]))
+            rows.append(torch.cat([torch.ones_like(p)[None], self.teacher(x, w).float()]))
+        return make_grid(torch.cat(rows), nrow=s + 1, padding=pad, pad_value=1.0)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        opt = torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+        return with_schedule(self, opt)

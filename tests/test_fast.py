@@ -1,0 +1,129 @@
+"""The CPU-class network (``model=fast``), its normalisation statistics and distillation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from stylenet.nn.network import random_network
+from stylenet.nn.norm import instance_stats
+from tests.conftest import make_photo, random_bank
+
+FAST = {"res_block": "separable", "edge_kernel": 5, "decoder": "conv_resize"}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_instance_stats_match_float64(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    # An offset mean is where a one-pass E[x^2] - E[x]^2 form loses its digits.
+    x = (torch.randn(2, 3, 17, 23, dtype=torch.float64) * 0.5 + 40.0).to(dtype)
+    mean, var = instance_stats(x)
+    ref_var, ref_mean = torch.var_mean(x.double(), dim=(2, 3), keepdim=True, unbiased=False)
+    assert mean.dtype == var.dtype == torch.float32
+    torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(var.double(), ref_var, rtol=1e-4, atol=1e-6)
+
+
+def test_fast_config_is_small(compose) -> None:
+    from stylenet.nn.network import build_model
+
+    net = build_model({**compose(["model=fast"]).model, "num_styles": 10})
+    # The issue's budget: at most 20k multiply-adds per output pixel.
+    assert net.macs_per_pixel() <= 20_000
+    full = build_model({**compose([]).model, "num_styles": 10})
+    assert net.macs_per_pixel() * 10 < full.macs_per_pixel()
+
+
+@pytest.mark.parametrize("args", [{}, FAST], ids=["conv", "fast"])
+def test_mixes_behave_alike(args: dict) -> None:
+    net = random_network(3, 8, 2, **args)
+    x = torch.rand(1, 3, 40, 36)
+    with torch.no_grad():
+        y0 = net(x, net.one_hot(0))
+        y1 = net(x, net.one_hot(1))
+        one_hot = torch.tensor([[1.0, 0.0, 0.0]])
+        assert y0.shape == x.shape
+        torch.testing.assert_close(net(x, one_hot), y0)
+        # A constant share map is the same blend as the row mix.
+        half = torch.tensor([[0.5, 0.5, 0.0]])
+        const = half[:, :, None, None].expand(1, 3, 40, 36)
+        torch.testing.assert_close(net(x, const), net(x, half), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(y0, y1)
+
+
+def test_fast_onnx_matches_eager(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from stylenet.checkpoints.export import check_onnx, export_onnx
+
+    net = random_network(2, 8, 1, **FAST)
+    path = tmp_path / "fast.onnx"
+    export_onnx(net, path)
+    assert check_onnx(path, net) < 1e-4
+
+
+class TeacherGap(pl.Callback):
+    """The mean L1 distance between student and teacher on fixed images, at fit start and end."""
+
+    def __init__(self, photos: list[Path]) -> None:
+        from stylenet.io.images import image_to_tensor, load_image
+
+        # Photos like the training ones (smooth), not noise: what the student learns on.
+        self.x = torch.stack([image_to_tensor(load_image(p))[:, :32, :32] for p in photos])
+        self.gaps: list[float] = []
+
+    @torch.no_grad()
+    def measure(self, module) -> None:  # noqa: ANN001
+        x = self.x.to(module.device)
+        mix = module.net.one_hot([0, 1])
+        self.gaps.append(float((module.net(x, mix) - module.teacher(x, mix)).abs().mean()))
+
+    def on_fit_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.measure(pl_module)
+
+    def on_fit_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.measure(pl_module)
+
+
+def test_distill_lowers_l1_and_exports(tmp_path: Path, tiny_overrides, compose) -> None:
+    from PIL import Image
+
+    from stylenet.checkpoints.format import load_network
+    from stylenet.training.run import train
+
+    thumbs = [torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8) for _ in range(2)]
+    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"], thumbnails=thumbs)
+    ov = [o for o in tiny_overrides if not o.startswith("model")]
+    ov += ["experiment=distill", f"distill.teacher={teacher}", "model.base_channels=8",
+           "model.num_res_blocks=1", "trainer.max_steps=100", "samples.every_n_steps=100",
+           "optim.lr=1e-2"]  # fmt: skip
+    gap = TeacherGap([make_photo(tmp_path / f"p{i}.png", seed=40 + i) for i in range(2)])
+    result = train(compose(ov, hydra=True), extra_callbacks=[gap])
+    # The student moved towards the teacher (a random one, through a random VGG).
+    assert gap.gaps[1] < 0.85 * gap.gaps[0], gap.gaps
+    assert result.metrics["train/pixel_l1"] > 0
+    ck = torch.load(result.export_path, weights_only=True)
+    assert ck["style_names"] == ["a", "b"]
+    assert ck["history"][-1]["event"] == "distilled"
+    assert ck["model_args"]["res_block"] == "separable"
+    assert all(torch.equal(a, b) for a, b in zip(ck["style_thumbnails"], thumbs, strict=True))
+    net, names, _ = load_network(result.export_path)
+    assert names == ["a", "b"] and net.config.res_block == "separable"
+    assert not [k for k in ck["state_dict"] if k.startswith(("teacher.", "loss."))]
+
+    # The sample grid: each photo's row of student outputs, then a row starting blank (the
+    # teacher's outputs), three cells across (the photo or blank, then two styles).
+    grid = torch.from_numpy(np.asarray(Image.open(result.sample_grid).convert("L"), np.float32))
+    cell = (grid.shape[1] - 2) // 3
+    rows = (grid.shape[0] - 2) // cell
+    assert rows >= 2 and rows % 2 == 0 and (grid.shape[0] - 2) % cell == 0
+    blank = grid[cell + 2 : 2 * cell, 2:cell]
+    assert float(blank.min()) == 255.0 and float(grid[2:cell, 2:cell].std()) > 0
+
+    # An interrupted or extended run resumes from its last checkpoint (no teacher inside it).
+    again = train(compose([*ov, "trainer.max_steps=106"], hydra=True))
+    assert again.global_step == 106
+    assert torch.load(again.export_path, weights_only=True)["history"][-1]["steps"] == 106
