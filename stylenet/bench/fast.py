@@ -70,25 +70,12 @@ def _times(net: torch.nn.Module, sizes: Sequence[int], repeats: int, compiled: b
 
 
 def _peer_times(sizes: Sequence[int], repeats: int) -> dict[str, float] | None:
-    from stylenet.bench.inference import peer_model_path
-    from stylenet.bench.timing import time_fn
+    from stylenet.bench.inference import peer_time
 
-    path = peer_model_path()
-    if path is None:
+    times = {s: peer_time(s, repeats) for s in sizes}
+    if any(t is None for t in times.values()):
         return None
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = torch.get_num_threads()
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    w = np.zeros(26, np.float32)
-    w[0] = 1
-    out = {}
-    for s in sizes:
-        x = np.random.rand(1, 3, s, s).astype(np.float32)
-        t = time_fn(lambda x=x: sess.run(None, {"image": x, "style_weights": w}), repeats)
-        out[f"onnx_{s}"] = t["median_ms"]
-    return out
+    return {f"onnx_{s}": t["median_ms"] for s, t in times.items()}
 
 
 def distill(

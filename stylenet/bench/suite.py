@@ -74,8 +74,6 @@ class Suite:
 
     # ----------------------------------------------------------------------------- inference
     def inference(self) -> None:
-        from stylenet.inference.stylizer import Stylizer
-
         shapes = [(64, 1), (64, 2)] if self.quick else [(1024, 1), (1024, 8), (2048, 1)]
         repeats = 2 if self.quick else 10
         cuda = self.device == "cuda"
@@ -100,47 +98,42 @@ class Suite:
             for label, comp, cl, mode in variants:
 
                 def row(label=label, comp=comp, cl=cl, mode=mode, x=x, base=base) -> None:
-                    st = Stylizer(net=net, device=self.device, channels_last=cl, compile=comp)
-                    if mode:
-                        st._core.compile_mode = mode
-                    mix = st.mix(0)[None].expand(x.shape[0], -1)
-                    t_c = time.perf_counter()
-                    st.forward(x, mix)  # compiles (when on)
-                    if cuda:
-                        torch.cuda.synchronize()
-                    first = time.perf_counter() - t_c
-                    t = time_fn(lambda: st.forward(x, mix), repeats, cuda=cuda)
-                    r = self._add(base, t, f"stylenet {label} ({st.dtype_name})", count_params(net))
-                    r["first_call_s"] = round(first, 2)
+                    st, t = self._timed_row(net, "full", label, x, base, repeats, comp, cl, mode)
                     if label == "eager":
                         self._memory_row(st, base, t)
 
                 self.guarded(f"{label} {side} b{batch}", row)
-            if side <= 1024:
+            if side <= 1024:  # the CPU-class network (model=fast), eager and compiled
                 for label, comp in (("eager", "off"), ("compiled", "on")):
                     self.guarded(f"fast {label} {side} b{batch}",
                                  lambda label=label, comp=comp, x=x, base=base:
-                                 self._fast_row(fast, label, comp, x, base, repeats))  # fmt: skip
+                                 self._timed_row(fast, "fast", label, x, base, repeats, comp))  # fmt: skip
         self.guarded("tiled", self._tiled)
 
-    def _fast_row(
-        self, net: TransformerNet, label: str, comp: str, x: torch.Tensor, base: dict, repeats: int
-    ) -> None:
-        """The CPU-class network (``model=fast``) on this device, eager or compiled."""
+    def _timed_row(
+        self, net: TransformerNet, model: str, label: str, x: torch.Tensor, base: dict,
+        repeats: int, comp: str = "off", channels_last: bool | None = None,
+        mode: str | None = None,
+    ) -> tuple[Any, dict]:  # fmt: skip
+        """One Stylizer row of ``net`` (``model``: "full" or "fast"), its first call (the
+        compilation, when on) recorded as ``first_call_s``; returns the Stylizer and timing."""
         from stylenet.inference.stylizer import Stylizer
 
-        st = Stylizer(net=net, device=self.device, compile=comp)
+        cuda = self.device == "cuda"
+        st = Stylizer(net=net, device=self.device, channels_last=channels_last, compile=comp)
+        if mode:
+            st._core.compile_mode = mode
         mix = st.mix(0)[None].expand(x.shape[0], -1)
         t_c = time.perf_counter()
-        st.forward(x, mix)
-        if self.device == "cuda":
+        st.forward(x, mix)  # compiles (when on)
+        if cuda:
             torch.cuda.synchronize()
         first = time.perf_counter() - t_c
-        t = time_fn(lambda: st.forward(x, mix), repeats, cuda=self.device == "cuda")
-        r = self._add(
-            base, t, f"stylenet fast {label} ({st.dtype_name})", count_params(net), "fast"
-        )
+        t = time_fn(lambda: st.forward(x, mix), repeats, cuda=cuda)
+        name = "stylenet" if model == "full" else f"stylenet {model}"
+        r = self._add(base, t, f"{name} {label} ({st.dtype_name})", count_params(net), model)
         r["first_call_s"] = round(first, 2)
+        return st, t
 
     def _add(self, base: dict, t: dict, impl: str, params: int, model: str = "full") -> dict:
         row = {**base, **t, "impl": impl, "model": model, "params": params}
