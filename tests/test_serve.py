@@ -207,6 +207,37 @@ def test_timeout_is_504(ckpt, monkeypatch):
         assert_problem(post(c), 504, "not done within")
 
 
+def test_a_request_never_started_by_its_deadline_is_503_not_504(ckpt, monkeypatch):
+    """The first request's pass overruns (504); the one queued behind it never started, so
+    it is answered 503 with Retry-After at its deadline, and is never computed."""
+    original = Engine._forward
+    started = threading.Event()
+
+    def slow(self, jobs):
+        started.set()
+        time.sleep(1.0)
+        return original(self, jobs)
+
+    monkeypatch.setattr(Engine, "_forward", slow)
+    cfg = ServeConfig(checkpoint=str(ckpt), device="cpu", precision="fp32", timeout_s=0.4)
+    with TestClient(create_app(cfg)) as c:
+        first: list = []
+        t = threading.Thread(target=lambda: first.append(post(c)))
+        t.start()
+        assert started.wait(10)
+        second = post(c)
+        t.join(10)
+        for _ in range(50):  # the first pass is still running past its deadline
+            health = c.get("/healthz").json()
+            if health["images"]:
+                break
+            time.sleep(0.1)
+    assert_problem(first[0], 504, "not done within")
+    assert_problem(second, 503, "not started within the timeout")
+    assert int(second.headers["retry-after"]) >= 1
+    assert health["dropped_client_gone"] == 1 and health["images"] == 1, health
+
+
 # ----------------------------------------------------------------------------- the engine
 
 
@@ -337,7 +368,8 @@ def test_engine_refuses_work_it_cannot_finish_in_time(ckpt):
             accepted.append(eng.submit(x, st.mix(0), opts))
         except QueueFull as e:
             refused.append(e)
-    # about 0.3 s each with a 1 s timeout: three fit, the rest are refused at once
+    # about 0.3 s each, planned at 1.5x (PLAN_MARGIN), with a 1 s timeout: two fit, the rest
+    # are refused at once
     assert 2 <= len(accepted) <= 4 and refused, (len(accepted), len(refused))
     assert all("timeout is 1 s" in str(e) and e.retry_after >= 1 for e in refused)
     for j in accepted:

@@ -6,8 +6,9 @@ options of the command line; ``style_image``, a painting as the style, when the 
 style predictor: the spec names it ``upload``, e.g. ``starry_night=0.5,upload=0.5``), ``GET /docs`` and ``/openapi.json``. Every error is a JSON body
 ``{"error": "<one clear message>", "status": <code>}``: 400 (not an image, a corrupt one, an
 unknown style: the message lists the valid names), 413 (upload over the limit, or more pixels
-than the limit), 422 (an option out of its range), 503 (queue full or shutting down; with
-``Retry-After``), 504 (not done within the timeout). Nothing is written to disk but the
+than the limit), 422 (an option out of its range), 503 (queue full, not started within the
+timeout, or shutting down; with ``Retry-After``), 504 (its pass started but did not finish within
+the timeout). Nothing is written to disk but the
 temporary spool of large uploads, which is removed with the request.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -185,11 +187,13 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
         es = eng.stats
         wait = eng.expected_wait_s()
         per = es.seconds_per_megapixel
+        plan = eng.planning_seconds_per_megapixel
         return {"status": "ok", "device": str(st.device), "precision": st.dtype_name,
                 "styles": len(st.style_names), "queue": eng.depth, "max_queue": eng.max_queue,
                 "timeout_s": eng.timeout_s, "images": es.images,
                 "ms_per_image": round(es.seconds_per_image * 1000, 1),
                 "ms_per_megapixel": round(per * 1000, 1) if per is not None else None,
+                "planning_ms_per_megapixel": round(plan * 1000, 1) if plan is not None else None,
                 "expected_wait_s": round(wait, 2) if wait is not None else None,
                 "refused_queue_full": es.rejected, "refused_expected_wait": es.refused_wait,
                 "dropped_expired": es.expired, "dropped_client_gone": es.client_gone,
@@ -333,15 +337,18 @@ DISCONNECT_POLL_S = 0.25
 
 
 async def _wait(job: Job, eng: Engine, request: Request, timeout_s: float):  # noqa: ANN202
-    """The job's result; ``Expired`` at the timeout. A client that disconnects cancels its job
-    (the engine drops it unless it is already running)."""
+    """The job's result, by the job's deadline (the engine's clock, from its admission). At the
+    deadline: ``QueueFull`` (503, retry) when its pass never started, so nothing was computed;
+    ``Expired`` (504) when its pass started and overran. A client that disconnects cancels its
+    job (the engine drops it unless it is already running)."""
     fut = asyncio.wrap_future(job.future)
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
     while True:
-        left = end - loop.time()
+        left = job.deadline - time.perf_counter()
         if left <= 0:
-            eng.cancel(job)
+            if eng.cancel(job):
+                wait = eng.expected_wait_s()
+                raise QueueFull(max(1, math.ceil(wait or 1.0)), "not started within the "
+                                f"timeout of {timeout_s:g} s")  # fmt: skip
             raise Expired(timeout_s)
         done, _ = await asyncio.wait({fut}, timeout=min(DISCONNECT_POLL_S, left))
         if done:
