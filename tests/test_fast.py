@@ -14,6 +14,7 @@ from stylenet.nn.norm import instance_stats
 from tests.conftest import make_photo, random_bank
 
 FAST = {"res_block": "separable", "edge_kernel": 5, "decoder": "conv_resize"}
+HYBRID = {**FAST, "decoder": "hybrid", "upsample": "bilinear"}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -38,7 +39,7 @@ def test_fast_config_is_small(compose) -> None:
     assert net.macs_per_pixel() * 10 < full.macs_per_pixel()
 
 
-@pytest.mark.parametrize("args", [{}, FAST], ids=["conv", "fast"])
+@pytest.mark.parametrize("args", [{}, FAST, HYBRID], ids=["conv", "fast", "hybrid"])
 def test_mixes_behave_alike(args: dict) -> None:
     net = random_network(3, 8, 2, **args)
     x = torch.rand(1, 3, 40, 36)
@@ -55,14 +56,29 @@ def test_mixes_behave_alike(args: dict) -> None:
     assert not torch.allclose(y0, y1)
 
 
-def test_fast_onnx_matches_eager(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [FAST, HYBRID], ids=["fast", "hybrid"])
+def test_fast_onnx_matches_eager(tmp_path: Path, args: dict) -> None:
     pytest.importorskip("onnxruntime")
     from stylenet.checkpoints.export import check_onnx, export_onnx
 
-    net = random_network(2, 8, 1, **FAST)
+    net = random_network(2, 8, 1, **args)
     path = tmp_path / "fast.onnx"
     export_onnx(net, path)
     assert check_onnx(path, net) < 1e-4
+
+
+def test_hybrid_decoder_runs_its_last_conv_at_full_resolution() -> None:
+    """The same weights as conv_resize, but the last decoder conv sees the full-resolution
+    resize: its multiply-adds per pixel grow by 3/4 of that conv's conv_resize count."""
+    a = random_network(2, 8, 1, **FAST)
+    b = random_network(2, 8, 1, **HYBRID)
+    b.load_state_dict(a.state_dict())
+    last = a.up[-1].conv
+    k = last.kernel_size[0] * last.kernel_size[1] * last.in_channels * last.out_channels
+    assert b.macs_per_pixel() - a.macs_per_pixel() == pytest.approx(k * (1 - 1 / 4))
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        assert not torch.allclose(a(x, a.one_hot(0)), b(x, b.one_hot(0)))
 
 
 class TeacherGap(pl.Callback):
@@ -127,3 +143,33 @@ def test_distill_lowers_l1_and_exports(tmp_path: Path, tiny_overrides, compose) 
     again = train(compose([*ov, "trainer.max_steps=106"], hydra=True))
     assert again.global_step == 106
     assert torch.load(again.export_path, weights_only=True)["history"][-1]["steps"] == 106
+
+
+def test_distill_init_starts_from_an_exported_student(
+    tmp_path: Path, tiny_overrides, compose
+) -> None:
+    from stylenet.checkpoints.format import export_inference_checkpoint
+    from stylenet.errors import TrainingError
+    from stylenet.training.plans import make_plan
+
+    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"])
+    student = random_network(2, 8, 1, seed=7, **FAST)
+    init = tmp_path / "student.pt"
+    export_inference_checkpoint(student, ["a", "b"], init)
+    ov = [o for o in tiny_overrides if not o.startswith("model")]
+    ov += ["experiment=distill", f"distill.teacher={teacher}", "model.base_channels=8",
+           "model.num_res_blocks=1", f"distill.init={init}"]  # fmt: skip
+    cfg = compose(ov, hydra=True)
+    module = make_plan(cfg, []).build_module(cfg)
+    for k, v in student.state_dict().items():
+        assert torch.equal(module.net.state_dict()[k], v), k
+
+    # A student of other styles, or of another shape, is one line naming the mismatch.
+    export_inference_checkpoint(student, ["b", "a"], tmp_path / "swapped.pt")
+    cfg = compose([*ov, f"distill.init={tmp_path / 'swapped.pt'}"], hydra=True)
+    with pytest.raises(TrainingError, match="teacher's styles, in order"):
+        make_plan(cfg, []).build_module(cfg)
+    cfg = compose([*ov, "model.base_channels=4"], hydra=True)
+    with pytest.raises(TrainingError, match="does not fit model") as e:
+        make_plan(cfg, []).build_module(cfg)
+    assert "\n" not in str(e.value)

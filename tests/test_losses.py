@@ -97,3 +97,43 @@ def test_style_target_equal_image_gives_zero_style_loss(vgg):
 def test_random_weights_warn():
     with pytest.warns(UserWarning, match="RANDOM"):
         VGGFeatures(["relu1_2"], weights="random")
+
+
+def test_features_up_to_some_layers_equal_the_full_pass(vgg):
+    x = torch.rand(2, 3, 40, 36)
+    full = vgg(x)
+    part = vgg(x, ["relu2_2"])
+    # Only what lies on the way to relu2_2; those features are the full pass's, bit for bit.
+    assert sorted(part) == ["relu1_2", "relu2_2"]
+    for n, f in part.items():
+        assert torch.equal(f, full[n])
+
+
+def test_a_bf16_vgg_takes_fp32_images_without_autocast():
+    import copy
+
+    v = VGGFeatures(["relu1_2", "relu2_2"], weights="random")
+    low = copy.deepcopy(v).to(torch.bfloat16)
+    x = torch.rand(1, 3, 32, 32)
+    f, g = v(x), low(x)
+    assert g["relu2_2"].dtype == torch.bfloat16
+    rel = (g["relu2_2"].float() - f["relu2_2"]).norm() / f["relu2_2"].norm()
+    assert rel < 0.05
+
+
+@pytest.mark.parametrize(
+    ("choice", "cuda", "precision", "cpu_bf16", "expected"),
+    [
+        ("auto", True, "bf16-mixed", False, "bf16"),
+        ("auto", True, "32-true", True, "fp32"),
+        ("auto", False, "32-true", True, "bf16"),
+        ("auto", False, "32-true", False, "fp32"),
+        ("fp32", False, "32-true", True, "fp32"),
+        ("bf16", False, "32-true", False, "bf16"),
+    ],
+)
+def test_vgg_dtype_auto(monkeypatch, choice, cuda, precision, cpu_bf16, expected):
+    from stylenet.training import run
+
+    monkeypatch.setattr(run, "cpu_bf16_convs", lambda: cpu_bf16)
+    assert run.resolve_vgg_dtype(choice, cuda, precision) == expected

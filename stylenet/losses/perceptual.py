@@ -122,10 +122,17 @@ class VGGFeatures(nn.Module):
         # Always eval: VGG has no dropout/bn in ``features``, but stay explicit.
         return super().train(False)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Features of every layer this VGG was built for, or only of ``layers`` (and any
+        other built layer before the deepest of them): a content target needs relu2_2 alone,
+        a third of the work up to relu4_3."""
+        last = max(VGG16_LAYERS[n] for n in layers) if layers else len(self.net) - 1
+        # In the weights' precision: a VGG stored in bf16 (speed.vgg_dtype) takes fp32 images
+        # without autocast too (a CPU run), and its features come out in bf16.
+        x = x.to(self.net[0].weight.dtype)
         h = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         out: dict[str, Tensor] = {}
-        for i, m in enumerate(self.net):
+        for i, m in enumerate(self.net[: last + 1]):
             h = m(h)
             if i in self._index:
                 out[self._index[i]] = h
@@ -267,7 +274,7 @@ class PerceptualLoss(nn.Module):
         style indices. Returns a dict with ``loss`` (weighted total) and each unweighted term."""
         out_f = self.vgg(output)
         with torch.no_grad():
-            tgt_f = self.vgg(content)
+            tgt_f = self.vgg(content, self.content_layers)
         return self.combine(
             out_f,
             tgt_f,

@@ -60,7 +60,10 @@ class ModelConfig:
     # Order of each decoder stage: "resize_conv" (upsample, then the 3x3 conv at the higher
     # resolution: Odena et al. 2016) or "conv_resize" (the conv and its norm at the lower
     # resolution, then upsample): 4x fewer multiply-adds, and the full-resolution tensors that
-    # are padded, normalised and resized shrink to the last stage's output.
+    # are padded, normalised and resized shrink to the last stage's output; or "hybrid"
+    # (conv_resize for every stage but the last, which is resize_conv): the last conv, its norm
+    # and its ReLU run at full resolution, where conv_resize leaves only a bilinear resize and the
+    # output conv, too little to draw pixel-scale strokes (BENCHMARKS.md, "Fast network").
     decoder: str = "resize_conv"
 
     def to_dict(self) -> dict[str, int | str]:
@@ -92,7 +95,7 @@ class SeparableConvLayer(nn.Module):
 
 
 RES_BLOCKS = {"conv": ConvLayer, "separable": SeparableConvLayer}
-DECODERS = ("resize_conv", "conv_resize")
+DECODERS = ("resize_conv", "conv_resize", "hybrid")
 
 
 class TransformerNet(nn.Module):
@@ -248,8 +251,11 @@ class TransformerNet(nn.Module):
         for i in range(0, len(self.res_conv), 2):
             r = norm(self.res_norm[i], self.res_conv[i](y))
             y = y + norm(self.res_norm[i + 1], self.res_conv[i + 1](r), relu=False)
-        conv_first = self.config.decoder == "conv_resize"
-        for conv, n in zip(self.up, self.up_norm, strict=True):
+        last = len(self.up) - 1
+        for i, (conv, n) in enumerate(zip(self.up, self.up_norm, strict=True)):
+            conv_first = self.config.decoder == "conv_resize" or (
+                self.config.decoder == "hybrid" and i < last
+            )
             if conv_first:
                 y = norm(n, conv(y))
             if self.config.upsample == "nearest":

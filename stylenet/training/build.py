@@ -132,6 +132,11 @@ def _trainer_kwargs(cfg: DictConfig) -> tuple[dict[str, Any], str, int]:
     refresh = int(cfg.speed.progress_refresh_rate or 1)
     if compile_mode not in ("auto", "on", "off"):
         raise OptionError(f"must be auto, on or off; got {compile_mode!r}", option="speed.compile")
+    vgg_dtype = str(cfg.speed.get("vgg_dtype", "auto"))
+    if vgg_dtype not in ("auto", "fp32", "bf16"):
+        raise OptionError(
+            f"must be auto, fp32 or bf16; got {vgg_dtype!r}", option="speed.vgg_dtype"
+        )
     kw["max_steps"] = int(kw["max_steps"])  # validate_train_config checked it
     return kw, compile_mode, refresh
 

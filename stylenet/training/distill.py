@@ -72,6 +72,32 @@ def teacher_style_specs(base: Mapping[str, Any]) -> list[Any] | None:
     return ordered
 
 
+def student_init(path: str, names: Sequence[str], net: torch.nn.Module) -> dict[str, Tensor]:
+    """The weights of the exported student ``path`` (``distill.init``: carry on distilling a
+    network that was distilled before), checked to hold the teacher's styles in its order and to
+    fit ``net`` (the run's ``model``); one line naming the mismatch otherwise. Model arguments
+    that keep every weight's shape (``decoder``, ``upsample``) may differ: the run's own apply."""
+    ckpt = read_checkpoint(path)
+    if list(ckpt["style_names"]) != list(names):
+        raise TrainingError(
+            f"distill.init={path} holds styles {list(ckpt['style_names'])}, the teacher "
+            f"{list(names)}: a student starts from a network of the teacher's styles, in order"
+        )
+    own = net.state_dict()
+    state = dict(ckpt["state_dict"])
+    bad = sorted(
+        k for k in own.keys() | state.keys()
+        if k not in own or k not in state or own[k].shape != state[k].shape
+    )  # fmt: skip
+    if bad:
+        raise TrainingError(
+            f"distill.init={path} does not fit model {dict(net.config.to_dict())} "
+            f"({len(bad)} weights differ, e.g. {bad[0]}); pick the model it was trained with "
+            f"({dict(ckpt['model_args'])})"
+        )
+    return {k: v.float() for k, v in state.items()}
+
+
 class DistillModule(pl.LightningModule):
     """Trains a new network (``model``) to reproduce every style of the exported bank
     ``teacher``."""
@@ -80,6 +106,7 @@ class DistillModule(pl.LightningModule):
         self,
         teacher: str,
         model: Mapping[str, Any] | None = None,
+        init: str | None = None,
         pixel_weight: float = 1e7,
         teacher_weight: float = 1.0,
         usual_weight: float | None = None,
@@ -110,6 +137,8 @@ class DistillModule(pl.LightningModule):
         self.teacher = network_from_checkpoint(self.base, teacher).eval().requires_grad_(False)
         model_args = {**dict(model or {}), "num_styles": len(self.style_names)}
         self.net = build_model(model_args)
+        if init:
+            self.net.load_state_dict(student_init(init, self.style_names, self.net))
         self.loss = perceptual_loss_from(self.hparams)
         specs = teacher_style_specs(self.base)
         if usual_weight is None:
@@ -188,7 +217,7 @@ class DistillModule(pl.LightningModule):
         }
         if self.usual_weight > 0:
             with torch.no_grad():
-                photo_f = self.loss.vgg(x.to(vgg_dtype))
+                photo_f = self.loss.vgg(x, self.loss.content_layers)
             usual = self.loss.combine(
                 out_f, photo_f, self.loss.target_grams(k), y, self.loss.loss_scales[k]
             )

@@ -224,7 +224,7 @@ class DistillPlan:
             return DistillModule(
                 teacher=self.teacher_path,
                 model=OmegaConf.to_container(cfg.model, resolve=True),
-                pixel_weight=float(d.pixel_weight), teacher_weight=float(d.teacher_weight),
+                init=d.get("init") or None, pixel_weight=float(d.pixel_weight), teacher_weight=float(d.teacher_weight),
                 usual_weight=None if usual is None else float(usual),
                 # The usual loss is the teacher's own: its layers, weights and painting size.
                 style_size=int(tc.get("style_size") or cfg.style_size), lr=float(cfg.optim.lr),

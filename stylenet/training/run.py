@@ -32,7 +32,7 @@ from stylenet.errors import (
 )
 from stylenet.io.files import check_writable_dir, write_text
 from stylenet.runtime import signals
-from stylenet.runtime.device import cuda_available
+from stylenet.runtime.device import cpu_bf16_convs, cuda_available
 from stylenet.training.build import (
     _explicit_overrides,
     _trainer_kwargs,
@@ -108,6 +108,18 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def resolve_vgg_dtype(choice: str, cuda: bool, precision: str) -> str:
+    """The frozen VGG's precision (``speed.vgg_dtype``). ``auto``: bf16 where the run computes in
+    bf16 on a GPU (``trainer.precision=bf16-mixed``) and on CPUs with bf16 instructions
+    (``cpu_bf16_convs``), fp32 elsewhere. The network trains in ``trainer.precision`` whatever
+    this says; style targets are computed in fp32 before the cast."""
+    if choice == "auto":
+        if cuda:
+            return "bf16" if precision.startswith("bf16") else "fp32"
+        return "bf16" if cpu_bf16_convs() else "fp32"
+    return choice  # fp32 or bf16: _trainer_kwargs checked it
 
 
 def _drop_if_empty(run_dir: Path) -> None:
@@ -199,8 +211,8 @@ def _train(
     every_ckpt = int(cfg.checkpoint_every_n_steps)
     # NaN check: every step on a CPU; on a GPU, at each logging step (a host sync otherwise).
     nan_every = int(trainer_kw.get("log_every_n_steps", 10)) if cuda else 1
-    vgg_dtype = (
-        "bf16" if cuda and str(trainer_kw.get("precision", "")).startswith("bf16") else "fp32"
+    vgg_dtype = resolve_vgg_dtype(
+        str(cfg.speed.get("vgg_dtype", "auto")), cuda, str(trainer_kw.get("precision", ""))
     )
     module = plan.build_module(cfg, nan_check_every=nan_every, vgg_dtype=vgg_dtype)
     module.checkpoint_every = every_ckpt
@@ -240,9 +252,10 @@ def _train(
     if resume:
         log.info("resuming from %s (step %d)", resume, int(resume_ckpt["global_step"]))
     log.info(
-        "training %s: %d style(s), %d photos, steps %d..%d on %s (%s)",
+        "training %s: %d style(s), %d photos, steps %d..%d on %s (%s, loss VGG16 in %s)",
         name, len(names), len(dm.train_files), int(resume_ckpt["global_step"]) if resume_ckpt else 0,
         int(trainer_kw["max_steps"]), "cuda" if cuda else "cpu", trainer_kw.get("precision"),
+        vgg_dtype,
     )  # fmt: skip
     # Ctrl-C is recorded and honoured at the end of the current step (StopAtStepEnd); a second
     # one raises at once. SIGTERM goes back to Lightning, which stops at a step boundary itself.
