@@ -31,6 +31,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                         edge_kernel=5, decoder="conv_resize"),
     "sep24-k5-cr": dict(base_channels=24, res_block="separable", upsample="bilinear",
                         edge_kernel=5, decoder="conv_resize"),
+    "sep16-k5-hy": dict(base_channels=16, res_block="separable", upsample="bilinear",
+                        edge_kernel=5, decoder="hybrid"),
 }  # fmt: skip
 # Reference networks timed beside them (not distilled here).
 REFERENCES: dict[str, dict[str, Any]] = {

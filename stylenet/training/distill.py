@@ -107,7 +107,7 @@ class DistillModule(pl.LightningModule):
         teacher: str,
         model: Mapping[str, Any] | None = None,
         init: str | None = None,
-        pixel_weight: float = 1e7,
+        pixel_weight: float = 0.0,
         teacher_weight: float = 1.0,
         usual_weight: float | None = None,
         content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,

@@ -245,6 +245,7 @@ class DistillPlan:
             "event": "distilled", "date": now_iso(), "steps": steps,
             "teacher": self.teacher_path, "teacher_run_id": t.get("run_id"),
             "model_args": dict(module.net.config.to_dict()),
+            "init": module.hparams.get("init"),
         }]  # fmt: skip
         return thumbs, history
 
