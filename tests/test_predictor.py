@@ -498,3 +498,24 @@ def test_the_style_folder_is_scanned_held_out_and_augmented(textures, photo_dir,
     draws = [ds.draw() for _ in range(400)]
     assert 0.4 < draws.count(extra) / len(draws) < 0.6  # style_extra_share
     assert dm.style_samples().shape == (1, 3, 32, 32)
+
+
+def test_a_bf16_loss_vgg_leaves_the_predictor_inputs_in_fp32(
+    compose, tiny_overrides, textures, tmp_path
+):
+    from stylenet.training.plans import make_plan
+
+    base = random_bank(tmp_path / "base.pt", NAMES)
+    cfg = compose(arbitrary_overrides(tiny_overrides, base, textures, 1), hydra=True)
+    assert cfg.speed.vgg_dtype == "fp32"  # the experiment's own default
+    plan = make_plan(cfg, [])
+    full, half = plan.build_module(cfg), plan.build_module(cfg, vgg_dtype="bf16")
+    assert next(half.loss.vgg.parameters()).dtype == torch.bfloat16
+    styles = torch.rand(2, 3, 32, 32)
+    (s32, g32), (s16, g16) = full.style_stats(styles), half.style_stats(styles)
+    assert s16.dtype == torch.float32 and torch.equal(s16, s32)
+    assert all(torch.equal(g16[k], g32[k]) for k in g32)
+    # Neither VGG is saved.
+    ckpt = {"state_dict": half.state_dict()}
+    half.on_save_checkpoint(ckpt)
+    assert ckpt["state_dict"] and not [k for k in ckpt["state_dict"] if "vgg" in k]

@@ -20,7 +20,9 @@ from stylenet.nn.vgg import DEFAULT_CONTENT_LAYERS, default_layer_weights
 
 log = logging.getLogger(__name__)
 
-VGG_PREFIX = "loss."  # the frozen VGG and the Gram targets live under ``self.loss``
+# The frozen VGG and the Gram targets live under ``self.loss``; a predictor run also keeps an fp32
+# VGG for style statistics as ``stats_vgg`` (the same module when the loss VGG is fp32).
+VGG_PREFIXES = ("loss.", "stats_vgg.")
 SCHEDULERS = ("constant", "cosine")
 # What trains: every weight, or only the gamma/beta rows of the styles being added.
 SCOPES = ("all", "new_rows")
@@ -49,7 +51,7 @@ def lr_factor(
 def drop_frozen_vgg(checkpoint: dict[str, Any]) -> None:
     """Training checkpoints never carry the frozen VGG: it is rebuilt from its weights file."""
     sd = checkpoint["state_dict"]
-    for k in [k for k in sd if k.startswith(VGG_PREFIX)]:
+    for k in [k for k in sd if k.startswith(VGG_PREFIXES)]:
         del sd[k]
 
 

@@ -10,6 +10,7 @@ image's Grams as the target (Ghiasi et al. 2017, Sec. 3.1, with the loss of John
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -83,12 +84,20 @@ class PredictorModule(pl.LightningModule):
         # Set once the input statistics are standardised (restored with a resumed run).
         self.register_buffer("normalised", torch.zeros((), dtype=torch.bool))
         self.loss = perceptual_loss_from(self.hparams)
+        # The predictor's input statistics and the Gram targets come from an fp32 VGG whatever
+        # ``vgg_dtype`` says: at run time a style image's statistics are computed in fp32, and
+        # bf16 ones (8-bit mantissa) differ enough to move standardised inputs; a tiny predictor
+        # run on bf16 statistics did not learn at all where the fp32 one did (tests/test_predictor).
+        # Only the passes through the stylised output and the photo run in bf16.
+        self.stats_vgg = self.loss.vgg
         if vgg_dtype == "bf16":
+            self.stats_vgg = copy.deepcopy(self.loss.vgg)
             self.loss.vgg.to(torch.bfloat16)
         self.net.requires_grad_(bool(train_network))
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
             self.loss.vgg.to(memory_format=torch.channels_last)
+            self.stats_vgg.to(memory_format=torch.channels_last)
         self.skipped_images = 0
         self.interrupted_step: int | None = None
         self.style_samples: Tensor | None = None
@@ -121,7 +130,7 @@ class PredictorModule(pl.LightningModule):
     @torch.no_grad()
     def style_stats(self, styles: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Statistics (the predictor's input) and Gram targets of a batch of style images."""
-        feats = self.loss.vgg(styles.to(next(self.loss.vgg.parameters()).dtype))
+        feats = self.stats_vgg(styles)
         stats = style_statistics(feats, self.predictor.config.layers)
         grams = {n: gram_matrix(feats[n]) for n in self.loss.style_layers}
         return stats, grams
