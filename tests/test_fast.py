@@ -162,12 +162,14 @@ def test_distill_init_starts_from_an_exported_student(
 ) -> None:
     from stylenet.checkpoints.format import export_inference_checkpoint
     from stylenet.errors import TrainingError
+    from stylenet.io.files import sha256_file
     from stylenet.training.plans import make_plan
 
     teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"])
     student = random_network(2, 8, 1, seed=7, **FAST)
     init = tmp_path / "student.pt"
-    export_inference_checkpoint(student, ["a", "b"], init)
+    before = {"event": "distilled", "steps": 5, "teacher": "t.pt"}
+    export_inference_checkpoint(student, ["a", "b"], init, history=[{"event": "grown"}, before])
     ov = [o for o in tiny_overrides if not o.startswith("model")]
     ov += ["experiment=distill", f"distill.teacher={teacher}", "model.base_channels=8",
            "model.num_res_blocks=1", f"distill.init={init}"]  # fmt: skip
@@ -175,7 +177,11 @@ def test_distill_init_starts_from_an_exported_student(
     module = make_plan(cfg, []).build_module(cfg)
     for k, v in student.state_dict().items():
         assert torch.equal(module.net.state_dict()[k], v), k
-    assert module.hparams.init == str(init)  # what the export's history records
+    # The export's history: the teacher's, the starting student's distillations, then this run.
+    plan = make_plan(cfg, [])
+    _, history = plan.export_parts(plan.build_module(cfg), 3, {})
+    assert history[-2:-1] == [before] and history[-1]["init"] == str(init)
+    assert history[-1]["init_sha256"] == sha256_file(init) and history[-1]["steps"] == 3
 
     # A student of other styles, or of another shape, is one line naming the mismatch.
     export_inference_checkpoint(student, ["b", "a"], tmp_path / "swapped.pt")

@@ -27,9 +27,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from stylenet.checkpoints.format import PREDICTOR_KEY, make_thumbnail, now_iso
+from stylenet.checkpoints.format import PREDICTOR_KEY, make_thumbnail, now_iso, read_checkpoint
 from stylenet.data.styles import StyleSpec
 from stylenet.errors import OptionError, TrainingError
+from stylenet.io.files import sha256_file
 from stylenet.training.build import _config_error, _model_overrides, build_module
 from stylenet.training.module import StyleTransferModule
 
@@ -241,13 +242,22 @@ class DistillPlan:
         t = self.teacher
         train_config["style"] = dict((t.get("train_config") or {}).get("style") or {})
         thumbs = list(t.get("style_thumbnails") or [None] * len(self.names))
-        history = [*t.get("history", []), {
+        entry = {
             "event": "distilled", "date": now_iso(), "steps": steps,
             "teacher": self.teacher_path, "teacher_run_id": t.get("run_id"),
             "model_args": dict(module.net.config.to_dict()),
             "init": module.hparams.get("init"),
-        }]  # fmt: skip
-        return thumbs, history
+        }  # fmt: skip
+        earlier: list[dict[str, Any]] = []
+        if entry["init"]:
+            # A continued distillation: the starting student's own distillations come first, so
+            # the history adds up to every step the weights saw, and its file is identified.
+            entry["init_sha256"] = sha256_file(entry["init"])
+            earlier = [
+                h for h in read_checkpoint(entry["init"]).get("history", [])
+                if h.get("event") == "distilled"
+            ]  # fmt: skip
+        return thumbs, [*t.get("history", []), *earlier, entry]
 
     def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:
         """No predictor: the teacher's reads the teacher's norms, not the student's."""
