@@ -127,6 +127,28 @@ def predicted(
     return save_image(contact_sheet(images, labels, tile=size), Path(output))
 
 
+def fast_vs_full(
+    full: str, fast: str, photo: str, styles: list[str], size: int, output: str
+) -> Path:
+    """A photo, then each style from the full bank above the same style from the fast bank."""
+    from stylenet.inference.stylizer import Stylizer
+    from stylenet.io.files import save_image
+    from stylenet.io.images import load_image
+    from stylenet.io.sheets import contact_sheet
+
+    nets = [(Path(c).name, Stylizer(c, precision="fp32", compile="off")) for c in (full, fast)]
+    img = load_image(photo)
+    img.thumbnail((size, size), Image.LANCZOS)
+    images, labels = [], []
+    for name, st in nets:
+        images.append(img if name == nets[0][0] else Image.new("RGB", img.size, "white"))
+        labels.append("photo" if name == nets[0][0] else "")
+        for s in styles:
+            images.append(st.stylize(img, style=s, max_size=0))
+            labels.append(f"{s}: {name}")
+    return save_image(contact_sheet(images, labels, ncols=len(styles) + 1, tile=size), Path(output))
+
+
 def web_screenshot(checkpoint: str, photo: str, mix: dict[str, float], output: str) -> Path:
     """The web page of ``stylenet-serve`` in headless Chromium (Playwright driving the system
     browser; ``STYLENET_CHROMIUM`` or ``chromium`` on PATH) after a photo and a mix."""
@@ -187,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--added", default="mosaic", help="the added style's name in --grown")
     p.add_argument("--mosaic", default=None, help="write the demonstration painting here and stop")
     p.add_argument("--web", action="store_true", help="also screenshot the web page (chromium)")
+    p.add_argument("--fast", default=None,
+                   help="a fast bank of the same styles: also draw docs/images/fast.png")  # fmt: skip
     p.add_argument(
         "--painting",
         default=None,
@@ -211,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.output).with_name("grown.png")
         styles = [args.a, args.b, args.added]
         print(grid(args.grown, args.photo, styles, args.size * 5 // 6, str(out), ncols=4))
+    if args.fast:
+        out = Path(args.output).with_name("fast.png")
+        styles = [args.a, args.b, "night_cafe"]
+        print(fast_vs_full(args.checkpoint, args.fast, args.photo, styles, args.size * 5 // 6,
+                           str(out)))  # fmt: skip
     if args.web:
         out = Path(args.output).with_name("web.png")
         print(web_screenshot(args.checkpoint, args.photo, {args.a: 0.6, args.b: 0.4}, str(out)))
