@@ -140,9 +140,10 @@ def fast_vs_full(
     img = load_image(photo)
     img.thumbnail((size, size), Image.LANCZOS)
     images, labels = [], []
-    for name, st in nets:
-        images.append(img if name == nets[0][0] else Image.new("RGB", img.size, "white"))
-        labels.append("photo" if name == nets[0][0] else "")
+    for row, (name, st) in enumerate(nets):
+        # The photo heads the first row; the second row starts with a blank tile.
+        images.append(Image.new("RGB", img.size, "white") if row else img)
+        labels.append("" if row else "photo")
         for s in styles:
             images.append(st.stylize(img, style=s, max_size=0))
             labels.append(f"{s}: {name}")
