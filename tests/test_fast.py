@@ -67,6 +67,23 @@ def test_fast_onnx_matches_eager(tmp_path: Path, args: dict) -> None:
     assert check_onnx(path, net) < 1e-4
 
 
+def test_onnx_native_instance_norm_matches_eager(tmp_path: Path) -> None:
+    """The export with ONNX's InstanceNormalization op (measured against the explicit form by
+    the onnx-instance-norm study) computes the same image, and leaves the network as it was."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from stylenet.checkpoints.export import check_onnx, export_onnx
+
+    net = random_network(2, 8, 1, **FAST)
+    path = export_onnx(net, tmp_path / "native.onnx", native_norm=True)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("InstanceNormalization") == len(net.norms())
+    assert check_onnx(path, net) < 1e-4
+    plain = export_onnx(net, tmp_path / "plain.onnx")
+    assert "InstanceNormalization" not in [n.op_type for n in onnx.load(str(plain)).graph.node]
+
+
 def test_hybrid_decoder_runs_its_last_conv_at_full_resolution() -> None:
     """The same weights as conv_resize, but the last decoder conv sees the full-resolution
     resize: its multiply-adds per pixel grow by 3/4 of that conv's conv_resize count."""

@@ -61,6 +61,16 @@ def bank_with_predictor(tmp_path_factory) -> Path:
     return export_inference_checkpoint(net, NAMES, d / "bank.pt", extra=payload)
 
 
+@pytest.fixture(scope="module")
+def fast_bank_with_predictor(tmp_path_factory) -> Path:
+    """The fast CPU layout (``model=fast``) with a predictor of its own norm widths."""
+    d = tmp_path_factory.mktemp("fastpred")
+    net = random_network(2, 4, 2, upsample="bilinear", res_block="separable", edge_kernel=5,
+                         decoder="conv_resize")  # fmt: skip
+    payload = {"predictor": predictor_payload(spread_predictor(net), 5, {"styles": "test"})}
+    return export_inference_checkpoint(net, NAMES, d / "fast.pt", extra=payload)
+
+
 @pytest.fixture
 def vgg_random(monkeypatch):
     """Style images read through a random VGG (the tests have no ImageNet weights)."""
@@ -71,10 +81,12 @@ def vgg_random(monkeypatch):
     return vgg
 
 
+@pytest.mark.parametrize("layout", ["full", "fast"])
 def test_a_predicted_row_follows_the_style_image_and_is_deterministic(
-    bank_with_predictor, tmp_path, vgg_random
+    layout, bank_with_predictor, fast_bank_with_predictor, tmp_path, vgg_random
 ):
-    st = Stylizer(bank_with_predictor, device="cpu", precision="fp32")
+    bank_file = bank_with_predictor if layout == "full" else fast_bank_with_predictor
+    st = Stylizer(bank_file, device="cpu", precision="fp32")
     photo = Image.open(make_photo(tmp_path / "p.png", (64, 48)))
     s1, s2 = texture(tmp_path / "s1.png", 1), texture(tmp_path / "s2.png", 2)
     a = np.asarray(st.stylize(photo, style=str(s1)), dtype=np.int16)
@@ -519,3 +531,48 @@ def test_a_bf16_loss_vgg_leaves_the_predictor_inputs_in_fp32(
     ckpt = {"state_dict": half.state_dict()}
     half.on_save_checkpoint(ckpt)
     assert ckpt["state_dict"] and not [k for k in ckpt["state_dict"] if "vgg" in k]
+
+
+def test_an_encoder_starts_from_another_banks_predictor(
+    compose, tiny_overrides, textures, tmp_path
+):
+    """``arbitrary.encoder_from``: the fast layout's predictor takes the standardisation and
+    encoder of another network's trained predictor; its decoder still starts at its mean row.
+    A predictor of other width, or a bank without one, is one error naming the option."""
+    from stylenet.errors import OptionError
+    from stylenet.training.plans import make_plan
+
+    full = random_network(2)
+    source = spread_predictor(full)
+    torch.manual_seed(1)
+    source.set_normalisation(torch.randn(8, source.stat_mean.numel()) * 3 + 1)
+    payload = {"predictor": predictor_payload(source, 5, {"styles": "test"})}
+    bank_with_predictor = export_inference_checkpoint(
+        full, NAMES, tmp_path / "full.pt", extra=payload
+    )
+    fast = random_network(2, 4, 2, upsample="bilinear", res_block="separable", edge_kernel=5,
+                          decoder="conv_resize")  # fmt: skip
+    base = export_inference_checkpoint(fast, NAMES, tmp_path / "fast.pt")
+    ov = arbitrary_overrides(tiny_overrides, base, textures, 1)
+    # The shipped sizes: the bank_with_predictor fixture's predictor has the defaults.
+    matched = [*ov, "arbitrary.hidden=512", "data.style_size=256"]
+    cfg = compose([*matched, f"arbitrary.encoder_from={bank_with_predictor}"])
+    module = make_plan(cfg, []).build_module(cfg)
+    other = predictor_from_checkpoint(read_checkpoint(bank_with_predictor), full)
+    mine = module.predictor
+    assert bool(module.normalised)
+    assert torch.equal(mine.stat_std, other.stat_std) and torch.equal(
+        mine.stat_mean, other.stat_mean
+    )
+    for a, b in zip(mine.encoder.parameters(), other.encoder.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not mine.decoder.weight.any() and mine.fits(fast) and not other.fits(fast)
+    stats = torch.randn(3, mine.stat_mean.numel())
+    torch.testing.assert_close(mine.embed(stats), other.embed(stats))
+
+    cfg = compose([*ov, f"arbitrary.encoder_from={bank_with_predictor}"])  # hidden 32 vs 512
+    with pytest.raises(OptionError, match="arbitrary.encoder_from|hidden"):
+        make_plan(cfg, []).build_module(cfg)
+    cfg = compose([*matched, f"arbitrary.encoder_from={base}"])
+    with pytest.raises(OptionError, match="no style predictor"):
+        make_plan(cfg, []).build_module(cfg)

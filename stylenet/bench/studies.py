@@ -13,7 +13,9 @@ the studies that this module can run:
 - ``memory``: peak memory of one forward pass per pixel and channel (``stylenet.inference.memory``);
 - ``train-compile``: training steps per second with and without ``speed.compile``;
 - ``fast-candidates``: the layouts tried for ``model=fast``, timed and distilled
-  (``stylenet.bench.fast``).
+  (``stylenet.bench.fast``);
+- ``onnx-instance-norm``: the ONNX files with the native InstanceNormalization op against the
+  explicit mean/variance form, in onnxruntime, beside the peer's network.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import torch
 
 from stylenet.runtime.machine import environment
 
-STUDIES = ("flicker", "jpeg", "checkerboard-tiny", "memory", "train-compile", "fast-candidates")
+STUDIES = ("flicker", "jpeg", "checkerboard-tiny", "memory", "train-compile", "fast-candidates",
+           "onnx-instance-norm")  # fmt: skip
 
 
 def study(
@@ -369,6 +372,101 @@ def train_compile_study(steps: int = 60, warm: int = 10) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def onnx_norm_study(
+    networks: dict[str, str | None], sizes: Sequence[int] = (512, 1024), rounds: int = 11
+) -> dict[str, Any]:
+    """Each network (label -> checkpoint, or None for a random network of that layout) exported
+    twice, with the native InstanceNormalization op and with the explicit form, and timed in
+    onnxruntime on as many threads as torch uses. The two files and the peer's network run in
+    turn, ``rounds`` times per size, so a slow spell of a shared machine falls on all three."""
+    import tempfile
+
+    import numpy as np
+
+    from stylenet.bench.inference import peer_model_path
+    from stylenet.checkpoints.export import export_onnx, onnx_session, run_onnx
+    from stylenet.checkpoints.format import load_network
+    from stylenet.nn.network import random_network
+
+    layouts = {"fast": {"base_channels": 16, "num_res_blocks": 5, "upsample": "bilinear",
+                        "res_block": "separable", "edge_kernel": 5, "decoder": "conv_resize"},
+               "full": {"base_channels": 32, "num_res_blocks": 5}}  # fmt: skip
+    threads = torch.get_num_threads()
+    peer = peer_model_path()
+    peer_sess = onnx_session(peer, threads=threads) if peer is not None else None
+    rows = []
+    for label, ckpt in networks.items():
+        net = load_network(ckpt)[0] if ckpt else random_network(10, **layouts[label])
+        with tempfile.TemporaryDirectory() as d:
+            sess = {
+                form: onnx_session(export_onnx(net, Path(d) / f"{form}.onnx", native_norm=native),
+                                   threads=threads)
+                for form, native in (("explicit", False), ("native", True))
+            }  # fmt: skip
+            for s in sizes:
+                x = np.random.default_rng(0).random((1, 3, s, s), dtype=np.float32)
+                w = np.eye(net.num_styles, dtype=np.float32)[:1]
+                runs: dict[str, Callable[[], Any]] = {
+                    form: (lambda se=se, x=x, w=w: run_onnx(se, x, w)) for form, se in sess.items()
+                }
+                if peer_sess is not None:
+                    pw = np.eye(26, dtype=np.float32)[0]
+                    feed = {"image": x, "style_weights": pw}
+                    runs["peer"] = lambda feed=feed: peer_sess.run(None, feed)
+                diff = float(np.abs(runs["native"]() - runs["explicit"]()).max())
+                for fn in runs.values():
+                    fn()  # warm-up
+                times: dict[str, list[float]] = {k: [] for k in runs}
+                for _ in range(rounds):
+                    for k, fn in runs.items():
+                        t0 = time.perf_counter()
+                        fn()
+                        times[k].append((time.perf_counter() - t0) * 1000.0)
+                med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+                rows.append({
+                    "network": label, "checkpoint": ckpt or "random", "size": s,
+                    "explicit_ms": med["explicit"], "native_ms": med["native"],
+                    "speedup": med["explicit"] / med["native"], "peer_ms": med.get("peer"),
+                    "max_abs_diff": diff,
+                })  # fmt: skip
+    return onnx_norm_document(rows, threads)
+
+
+def onnx_norm_document(rows: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+    """The onnx-instance-norm study file around its measured rows (ratios derived here)."""
+    for r in rows:
+        r["speedup"] = r["explicit_ms"] / r["native_ms"]
+        r["peer_over_explicit"] = r["peer_ms"] / r["explicit_ms"] if r.get("peer_ms") else None
+        r.pop("peer_over_native", None)
+    cols = [["network", "network"], ["size", "px"], ["explicit_ms", "explicit, ms", ".0f"],
+            ["native_ms", "native op, ms", ".0f"], ["speedup", "explicit / native", ".2f"],
+            ["peer_ms", "peer, ms", ".0f"], ["peer_over_explicit", "peer / explicit", ".2f"],
+            ["max_abs_diff", "largest difference", ".1e"]]  # fmt: skip
+    fast = {r["size"]: r for r in rows if r["network"] == "fast"}
+    notes = []
+    if fast:
+        spans = ", ".join(f"{r['speedup']:.2f} at {s} px" for s, r in sorted(fast.items()))
+        notes.append(
+            f"Explicit / native for the fast network: {spans}; a ratio above 1 means the native op "
+            "was faster. The export keeps the explicit form: over the runs that decided it, the "
+            "native op was not faster at every size (see ConditionalInstanceNorm2d._onnx_forward)."
+        )  # fmt: skip
+    return study(
+        "onnx-instance-norm", "ONNX: the native InstanceNormalization op",
+        f"Median ms per image in onnxruntime (fp32, one image, {threads} threads) of one network "
+        "exported two ways. *Explicit* is what `stylenet-export -f onnx` writes: the norms as the "
+        "mean/variance ops the network computes in torch (ReduceMean, Sub, ReduceL2, Mul, Add). "
+        "*Native* is ONNX's InstanceNormalization op followed by the mixed gamma/beta "
+        "(`export_onnx(native_norm=True)`). The peer's network ran in the same rounds, each of "
+        "the three in turn. The last column is the largest difference between the two files' "
+        "outputs (pixels in [0, 1]).",
+        [{"caption": "", "columns": cols, "rows": rows}],
+        commands=["stylenet-bench --study onnx-instance-norm --checkpoint checkpoints/bank_all.pt "
+                  "--fast-checkpoint checkpoints/bank_all-fast.pt"],
+        notes=notes,
+    )  # fmt: skip
+
+
 def run_study(name: str, args: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     from stylenet.errors import OptionError
 
@@ -396,6 +494,8 @@ def run_study(name: str, args: Any, log: Callable[[str], None] = print) -> dict[
         data = fast_candidates_study(
             args.content_dir, args.photos, args.checkpoint or "checkpoints/bank_all.pt", log=log
         )
+    elif name == "onnx-instance-norm":
+        data = onnx_norm_study({"fast": args.fast_checkpoint, "full": args.checkpoint})
     else:
         raise OptionError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}", option="study")
     data["wall_s"] = round(time.time() - t0, 1)

@@ -3,7 +3,9 @@ safetensors + JSON.
 
 Instance norm is computed from explicit mean/variance ops inside the network, not through
 ``nn.InstanceNorm2d``, so the exported graph does not hit the old ONNX InstanceNormalization
-export trap (pytorch#19374: running statistics used in eval mode). The exported graphs take
+export trap (pytorch#19374: running statistics used in eval mode). ``native_norm=True`` writes
+ONNX's own InstanceNormalization op over the sample's statistics instead; it was not faster in
+onnxruntime (``ConditionalInstanceNorm2d._onnx_forward``). The exported graphs take
 heights and widths that are multiples of 4 (the two stride-2 stages); ``run_onnx`` pads for you.
 """
 
@@ -47,7 +49,14 @@ class ExportWrapper(nn.Module):
         return self.net.core(image, mix)[0]
 
 
-def export_onnx(net: TransformerNet, path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
+def export_onnx(
+    net: TransformerNet, path: str | os.PathLike, opset: int = ONNX_OPSET, native_norm: bool = False
+) -> Path:
+    """``native_norm=True`` writes the norms as ONNX's InstanceNormalization op instead of the
+    explicit mean/variance form (the same function; kept to measure one against the other:
+    ``stylenet-bench --study onnx-instance-norm``)."""
+    for n in net.norms():
+        n.onnx_native = native_norm
     wrapper = ExportWrapper(net.float().eval())
     x = torch.rand(1, 3, 64, 64)
     w = torch.full((1, net.num_styles), 1.0 / net.num_styles)
@@ -63,7 +72,11 @@ def export_onnx(net: TransformerNet, path: str | os.PathLike, opset: int = ONNX_
                               "stylized": {0: "batch", 2: "height", 3: "width"}},
             )  # fmt: skip
 
-    return atomic_write(path, write)
+    try:
+        return atomic_write(path, write)
+    finally:
+        for n in net.norms():
+            n.onnx_native = False
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):  # noqa: ANN201

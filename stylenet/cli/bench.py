@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--study",
         default=None,
-        help="measure one study and write <results-dir>/<study>.json (flicker, jpeg, checkerboard-tiny)",
+        help="measure one study and write <results-dir>/<study>.json (an unknown name lists "
+        "the studies)",
     )
     p.add_argument("--video", default=None, help="the clip of the flicker study")
     p.add_argument("--content-dir", default=None, help="the photos of the jpeg study")

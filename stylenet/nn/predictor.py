@@ -122,6 +122,22 @@ class StylePredictor(nn.Module):
         self.stat_mean.copy_(stats.mean(0))
         self.stat_std.copy_(std.clamp_min(max(0.1 * float(std.median()), 1e-6)))
 
+    def adopt_encoder(self, other: StylePredictor) -> None:
+        """Start from ``other``'s standardisation and encoder (a predictor trained for another
+        network over the same VGG statistics); this predictor's decoder is left as it is. Raises
+        ``ValueError`` naming what differs when the two read different inputs."""
+        mine, theirs = self.config, other.config
+        for field in ("layers", "hidden", "embedding", "style_size"):
+            if getattr(mine, field) != getattr(theirs, field):
+                raise ValueError(
+                    f"its {field} is {getattr(theirs, field)!r}, this predictor's "
+                    f"{getattr(mine, field)!r}"
+                )
+        with torch.no_grad():
+            self.stat_mean.copy_(other.stat_mean)
+            self.stat_std.copy_(other.stat_std)
+        self.encoder.load_state_dict(other.encoder.state_dict())
+
     def embed(self, stats: Tensor) -> Tensor:
         """``[B, width]`` statistics -> ``[B, embedding]``."""
         return self.encoder((stats.float() - self.stat_mean) / self.stat_std)

@@ -155,7 +155,8 @@ class ArbitraryPlan:
             return PredictorModule(
                 base=self.base_path, train_network=bool(a.train_network), hidden=int(a.hidden),
                 embedding=int(a.embedding), style_size=int(cfg.data.style_size),
-                lr=float(a.lr), network_lr=float(a.network_lr), **loss_optim_kwargs(cfg), **kw,
+                lr=float(a.lr), network_lr=float(a.network_lr),
+                encoder_from=a.get("encoder_from") or None, **loss_optim_kwargs(cfg), **kw,
             )  # fmt: skip
         except OptionError as e:
             raise _config_error(e) from e

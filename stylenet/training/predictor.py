@@ -69,6 +69,7 @@ class PredictorModule(pl.LightningModule):
         seed: int = 0,
         vgg_dtype: str = "fp32",
         vgg_pooling: str = "max",
+        encoder_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -83,6 +84,8 @@ class PredictorModule(pl.LightningModule):
         )  # fmt: skip
         # Set once the input statistics are standardised (restored with a resumed run).
         self.register_buffer("normalised", torch.zeros((), dtype=torch.bool))
+        if encoder_from:
+            self._adopt_encoder(encoder_from)
         self.loss = perceptual_loss_from(self.hparams)
         # The predictor's input statistics and the Gram targets come from an fp32 VGG whatever
         # ``vgg_dtype`` says: at run time a style image's statistics are computed in fp32, and
@@ -101,6 +104,30 @@ class PredictorModule(pl.LightningModule):
         self.skipped_images = 0
         self.interrupted_step: int | None = None
         self.style_samples: Tensor | None = None
+
+    def _adopt_encoder(self, path: str) -> None:
+        """``arbitrary.encoder_from``: the standardisation and encoder of another bank's trained
+        predictor (the decoder still starts at this bank's mean row). The encoder was trained on
+        that standardisation, so it is kept rather than measured again at the start."""
+        from stylenet.checkpoints.format import PREDICTOR_KEY
+        from stylenet.errors import OptionError
+        from stylenet.nn.predictor import PredictorConfig
+
+        entry = read_checkpoint(path).get(PREDICTOR_KEY)
+        if not entry:
+            raise OptionError(
+                f"{path} has no style predictor to start the encoder from",
+                option="arbitrary.encoder_from",
+            )
+        other = StylePredictor(PredictorConfig.from_dict(entry["args"]))
+        other.load_state_dict(entry["state_dict"])
+        try:
+            self.predictor.adopt_encoder(other)
+        except ValueError as e:
+            raise OptionError(
+                f"the predictor of {path} reads other inputs: {e}", option="arbitrary.encoder_from"
+            ) from e
+        self.normalised.fill_(True)
 
     # -- checkpoints never carry the frozen VGG ------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
