@@ -383,20 +383,16 @@ def onnx_norm_study(
 
     import numpy as np
 
-    from stylenet.bench.inference import peer_model_path
+    from stylenet.bench.inference import _variant, fast_layout, peer_model_path
     from stylenet.checkpoints.export import export_onnx, onnx_session, run_onnx
-    from stylenet.checkpoints.format import load_network
-    from stylenet.nn.network import random_network
 
-    layouts = {"fast": {"base_channels": 16, "num_res_blocks": 5, "upsample": "bilinear",
-                        "res_block": "separable", "edge_kernel": 5, "decoder": "conv_resize"},
-               "full": {"base_channels": 32, "num_res_blocks": 5}}  # fmt: skip
+    layouts = {"fast": fast_layout(), "full": {}}
     threads = torch.get_num_threads()
     peer = peer_model_path()
     peer_sess = onnx_session(peer, threads=threads) if peer is not None else None
     rows = []
     for label, ckpt in networks.items():
-        net = load_network(ckpt)[0] if ckpt else random_network(10, **layouts[label])
+        net = _variant(ckpt, layouts[label])
         with tempfile.TemporaryDirectory() as d:
             sess = {
                 form: onnx_session(export_onnx(net, Path(d) / f"{form}.onnx", native_norm=native),
@@ -426,8 +422,7 @@ def onnx_norm_study(
                 rows.append({
                     "network": label, "checkpoint": ckpt or "random", "size": s,
                     "explicit_ms": med["explicit"], "native_ms": med["native"],
-                    "speedup": med["explicit"] / med["native"], "peer_ms": med.get("peer"),
-                    "max_abs_diff": diff,
+                    "peer_ms": med.get("peer"), "max_abs_diff": diff,
                 })  # fmt: skip
     return onnx_norm_document(rows, threads)
 
@@ -437,7 +432,6 @@ def onnx_norm_document(rows: list[dict[str, Any]], threads: int) -> dict[str, An
     for r in rows:
         r["speedup"] = r["explicit_ms"] / r["native_ms"]
         r["peer_over_explicit"] = r["peer_ms"] / r["explicit_ms"] if r.get("peer_ms") else None
-        r.pop("peer_over_native", None)
     cols = [["network", "network"], ["size", "px"], ["explicit_ms", "explicit, ms", ".0f"],
             ["native_ms", "native op, ms", ".0f"], ["speedup", "explicit / native", ".2f"],
             ["peer_ms", "peer, ms", ".0f"], ["peer_over_explicit", "peer / explicit", ".2f"],

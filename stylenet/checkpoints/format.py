@@ -260,10 +260,11 @@ def predictor_payload(
     }
 
 
-def predictor_from_checkpoint(
-    ckpt: dict[str, Any], net: TransformerNet, path: str | os.PathLike = "checkpoint"
+def read_predictor(
+    ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint"
 ) -> StylePredictor | None:
-    """The checkpoint's style predictor (eval mode), or None when it has none."""
+    """The checkpoint's style predictor (eval mode) whatever network it drives, or None when it
+    has none."""
     entry = ckpt.get(PREDICTOR_KEY)
     if not entry:
         return None
@@ -273,6 +274,16 @@ def predictor_from_checkpoint(
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise CheckpointError(f"{path}: its style predictor does not load ({first})") from e
+    return predictor.eval()
+
+
+def predictor_from_checkpoint(
+    ckpt: dict[str, Any], net: TransformerNet, path: str | os.PathLike = "checkpoint"
+) -> StylePredictor | None:
+    """The checkpoint's style predictor for ``net`` (eval mode), or None when it has none."""
+    predictor = read_predictor(ckpt, path)
+    if predictor is None:
+        return None
     if not predictor.fits(net):
         raise CheckpointError(
             f"{path}: its style predictor was made for a network with other norm widths"

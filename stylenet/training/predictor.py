@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from stylenet.checkpoints.format import network_from_checkpoint, read_checkpoint
+from stylenet.checkpoints.format import network_from_checkpoint, read_checkpoint, read_predictor
 from stylenet.losses.perceptual import gram_matrix
 from stylenet.nn.predictor import EMBEDDING, HIDDEN, StylePredictor, style_statistics
 from stylenet.nn.vgg import DEFAULT_CONTENT_LAYERS, default_layer_weights
@@ -109,18 +109,14 @@ class PredictorModule(pl.LightningModule):
         """``arbitrary.encoder_from``: the standardisation and encoder of another bank's trained
         predictor (the decoder still starts at this bank's mean row). The encoder was trained on
         that standardisation, so it is kept rather than measured again at the start."""
-        from stylenet.checkpoints.format import PREDICTOR_KEY
         from stylenet.errors import OptionError
-        from stylenet.nn.predictor import PredictorConfig
 
-        entry = read_checkpoint(path).get(PREDICTOR_KEY)
-        if not entry:
+        other = read_predictor(read_checkpoint(path), path)
+        if other is None:
             raise OptionError(
                 f"{path} has no style predictor to start the encoder from",
                 option="arbitrary.encoder_from",
             )
-        other = StylePredictor(PredictorConfig.from_dict(entry["args"]))
-        other.load_state_dict(entry["state_dict"])
         try:
             self.predictor.adopt_encoder(other)
         except ValueError as e:
