@@ -150,6 +150,40 @@ def fast_vs_full(
     return save_image(contact_sheet(images, labels, ncols=len(styles) + 1, tile=size), Path(output))
 
 
+def palette_figure(checkpoint: str, photo: str, styles: list[str], size: int, output: str) -> Path:
+    """Per style (a bank style or a style image): its painting, then the photo stylized with the
+    painting's palette at 0, 0.5 and 1 (``--palette``)."""
+    import io
+
+    from stylenet.checkpoints.format import read_checkpoint, thumbnail_bytes
+    from stylenet.inference.stylizer import Stylizer
+    from stylenet.io.files import save_image
+    from stylenet.io.images import load_image
+    from stylenet.io.sheets import contact_sheet
+
+    st = Stylizer(checkpoint, precision="fp32", compile="off")
+    ckpt = read_checkpoint(checkpoint)
+    img = load_image(photo)
+    img.thumbnail((size, size), Image.LANCZOS)
+    images, labels = [], []
+    for s in styles:
+        if s in st.style_names:
+            art = Image.open(io.BytesIO(thumbnail_bytes(ckpt, st.style_names.index(s))))
+            labels.append(f"painting: {s}")
+        else:
+            art = load_image(s)
+            labels.append(f"style image: {Path(s).stem}")
+        art = art.convert("RGB")
+        scale = size / max(art.size)  # a 160 px thumbnail shown at the tile's size
+        images.append(
+            art.resize((round(art.width * scale), round(art.height * scale)), Image.LANCZOS)
+        )
+        for amount in (0.0, 0.5, 1.0):
+            images.append(st.stylize(img, style=s, palette=amount, max_size=0))
+            labels.append(f"--palette {amount:g}")
+    return save_image(contact_sheet(images, labels, ncols=4, tile=size), Path(output))
+
+
 def web_screenshot(checkpoint: str, photo: str, mix: dict[str, float], output: str) -> Path:
     """The web page of ``stylenet-serve`` in headless Chromium (Playwright driving the system
     browser; ``STYLENET_CHROMIUM`` or ``chromium`` on PATH) after a photo and a mix."""
@@ -212,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--web", action="store_true", help="also screenshot the web page (chromium)")
     p.add_argument("--fast", default=None,
                    help="a fast bank of the same styles: also draw docs/images/fast.png")  # fmt: skip
+    p.add_argument("--palette-styles", default=None,
+                   help="comma-separated styles or style images: draw docs/images/palette.png")  # fmt: skip
     p.add_argument(
         "--painting",
         default=None,
@@ -225,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
 
         save_image(mosaic_painting(), Path(args.mosaic), quality=92)
         print(args.mosaic)
+        return 0
+    if args.palette_styles:
+        out = Path(args.output).with_name("palette.png")
+        styles = [t.strip() for t in args.palette_styles.split(",") if t.strip()]
+        print(palette_figure(args.checkpoint, args.photo, styles, args.size * 5 // 6, str(out)))
         return 0
     if args.painting:
         out = Path(args.output).with_name("predicted.png")

@@ -97,6 +97,29 @@ def test_upload_mix_and_download(page, tmp_path):
     assert shot.stat().st_size > 20_000
 
 
+def test_the_palette_slider_restyles_and_excludes_preserved_colours(page):
+    page.wait_for_selector("[data-testid=style-the_scream] img")
+    page.set_input_files(
+        "[data-testid=file]", str(SAMPLE_CONTENT_DIR / "gcompris_worldanimals_lemur.jpg")
+    )
+    page.wait_for_function("document.querySelector('[data-testid=result]').src.startsWith('blob:')")
+    shown = page.get_attribute("[data-testid=result]", "src")
+    page.check("[data-testid=preserve]")  # a new request with the photo's colours
+    page.wait_for_function(
+        "(old) => document.querySelector('[data-testid=result]').src !== old", arg=shown
+    )
+    first = page.get_attribute("[data-testid=result]", "src")
+    page.locator("[data-testid=palette]").fill("1")  # the painting's colours: a new request
+    page.wait_for_function(
+        "(old) => document.querySelector('[data-testid=result]').src !== old", arg=first
+    )
+    # Choosing the palette cleared "preserve the photo's colours" (the server refuses both).
+    assert not page.is_checked("[data-testid=preserve]")
+    assert not page.is_visible("[data-testid=error]")
+    page.check("[data-testid=preserve]")
+    assert page.input_value("[data-testid=palette]") == "0"
+
+
 def test_camera_mode_streams_stylized_frames(page):
     page.wait_for_selector("[data-testid=style-starry_night]")
     page.click("[data-testid=camera-button]")

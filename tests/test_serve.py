@@ -185,7 +185,7 @@ def test_nothing_is_left_on_disk(ckpt, tmp_path, monkeypatch):
 
 
 def test_overload_is_503_with_retry_after(client, monkeypatch):
-    def full(self, x, mix, opts, extra=None):
+    def full(self, x, mix, opts, extra=None, palette=None):
         raise QueueFull(3)
 
     monkeypatch.setattr(Engine, "submit", full)

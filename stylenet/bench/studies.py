@@ -15,7 +15,9 @@ the studies that this module can run:
 - ``fast-candidates``: the layouts tried for ``model=fast``, timed and distilled
   (``stylenet.bench.fast``);
 - ``onnx-instance-norm``: the ONNX files with the native InstanceNormalization op against the
-  explicit mean/variance form, in onnxruntime, beside the peer's network.
+  explicit mean/variance form, in onnxruntime, beside the peer's network;
+- ``palette``: the painting's palette (``stylenet.inference.palette``) moving every pixel or only
+  the broad colour areas at three scales, scored by both measures; and what it costs per image.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from stylenet.runtime.machine import environment
 
 STUDIES = ("flicker", "jpeg", "checkerboard-tiny", "memory", "train-compile", "fast-candidates",
-           "onnx-instance-norm")  # fmt: skip
+           "onnx-instance-norm", "palette")  # fmt: skip
 
 
 def study(
@@ -461,6 +463,127 @@ def onnx_norm_document(rows: list[dict[str, Any]], threads: int) -> dict[str, An
     )  # fmt: skip
 
 
+# The palette study's styles: four of the bank's paintings (The Scream: the pale one) and, through
+# the checkpoint's predictor when it has one, the project's mosaic (a painting it never saw).
+PALETTE_STYLES = ("the_scream", "starry_night", "church_at_auvers", "night_cafe")
+PALETTE_VARIANTS = (("every pixel", 0, 1.0), ("areas 1/16", 16, 1.0), ("areas 1/32", 32, 1.0),
+                    ("areas 1/64", 64, 1.0), ("areas 1/32, amount 0.5", 32, 0.5))  # fmt: skip
+
+
+def palette_study(
+    checkpoint: str, content_dir: str, photos: Sequence[str] | None = None, size: int = 512,
+    max_photos: int = 4, timing: dict[str, str] | None = None, rounds: int = 5,
+) -> dict[str, Any]:  # fmt: skip
+    """Each variant of the palette against none, on the same network outputs, by our evaluation
+    loss and the peer setup's two distances (``stylenet.evaluation.arbitrary``); then ms per
+    image with and without the palette for each network of ``timing`` at 512 and 1024 px."""
+    import math
+    import statistics
+
+    from stylenet.data.styles import resolve_style_image
+    from stylenet.evaluation.arbitrary import PeerSetupMeasure
+    from stylenet.evaluation.harness import load_photos
+    from stylenet.evaluation.loss import build_eval_loss, eval_terms
+    from stylenet.inference.palette import match
+    from stylenet.inference.stylizer import StylizeOptions, Stylizer
+    from stylenet.io.images import image_to_tensor, load_image, resize_long
+    from stylenet.io.paths import STYLE_DIR
+
+    st = Stylizer(checkpoint, precision="fp32", compile="off")
+    loss = build_eval_loss().to(st.device)
+    peer = PeerSetupMeasure().to(st.device)
+    pics = load_photos(Path(content_dir), size, max_photos, photos)
+    styles = {n: (n, resolve_style_image(n)) for n in PALETTE_STYLES if n in st.style_names}
+    if st.has_predictor:
+        mosaic = STYLE_DIR / "mosaic.jpg"
+        styles["mosaic (style image)"] = (str(mosaic), mosaic)
+    keys = ("loss", "peer_setup_gram", "peer_setup_meanstd")
+    rows, ratios = [], {v[0]: [] for v in PALETTE_VARIANTS}
+    for name, (spec, path) in styles.items():
+        art = resize_long(image_to_tensor(load_image(path))[None], size).clamp(0, 1).to(st.device)
+        grams, ptargets = loss.style_grams(art), peer.targets(art)
+        target = st.palette_target(spec)
+        sums = {v[0]: dict.fromkeys(keys, 0.0) for v in (("none",), *PALETTE_VARIANTS)}
+        for _, photo in pics:
+            y = st.stylize_tensor(photo, StylizeOptions(style=spec, max_size=0))
+            outs = {"none": y, **{label: match(y, target, amount, cells)
+                                  for label, cells, amount in PALETTE_VARIANTS}}  # fmt: skip
+            for label, yk in outs.items():
+                yd = yk.to(st.device)
+                t = eval_terms(loss, yd, photo.to(st.device), grams)
+                t.update(peer.distances(yd, ptargets))
+                for k in keys:
+                    sums[label][k] += t[k] / len(pics)
+        for label, *_ in PALETTE_VARIANTS:
+            r = {k: sums[label][k] / sums["none"][k] for k in keys}
+            ratios[label].append(r)
+            rows.append({"style": name, "variant": label, **r})
+    for label, rs in ratios.items():
+        geo = {k: math.exp(statistics.fmean(math.log(r[k]) for r in rs)) for k in keys}
+        rows.append({"style": "geometric mean", "variant": label, **geo})
+    tables = [{"caption": f"Ratios to the same outputs without the palette (below 1: closer to the "
+                          f"painting by that measure), `{Path(checkpoint).name}`, {len(pics)} "
+                          f"photos at {size} px.",
+               "columns": [["style", "style"], ["variant", "palette"],
+                           ["loss", "ours: evaluation loss", ".2f"],
+                           ["peer_setup_gram", "peer setup: Gram", ".2f"],
+                           ["peer_setup_meanstd", "peer setup: mean/std", ".2f"]],
+               "rows": rows}]  # fmt: skip
+    if timing:
+        trows = []
+        for label, ck in timing.items():
+            net = Stylizer(ck, precision="fp32", compile="off")
+            spec = net.style_names[0]
+            for side in (512, 1024):
+                x = torch.rand(1, 3, side * 3 // 4, side)
+                plain, moved = (
+                    StylizeOptions(style=spec, max_size=0),
+                    StylizeOptions(style=spec, max_size=0, palette=1.0),
+                )
+                runs = {"plain": lambda o=plain, x=x, n=net: n.stylize_tensor(x, o),
+                        "palette": lambda o=moved, x=x, n=net: n.stylize_tensor(x, o)}  # fmt: skip
+                times: dict[str, list[float]] = {k: [] for k in runs}
+                for fn in runs.values():
+                    fn()  # warm-up
+                for _ in range(rounds):
+                    for k, fn in runs.items():
+                        t0 = time.perf_counter()
+                        fn()
+                        times[k].append((time.perf_counter() - t0) * 1000.0)
+                med = {k: statistics.median(v) for k, v in times.items()}
+                trows.append({"network": label, "size": f"{side}x{side * 3 // 4}",
+                              "plain_ms": med["plain"], "palette_ms": med["palette"],
+                              "ratio": med["palette"] / med["plain"]})  # fmt: skip
+        tables.append({"caption": f"ms per image (median of {rounds}, fp32, {torch.get_num_threads()} "
+                                  "threads), the two runs in turn.",
+                       "columns": [["network", "network"], ["size", "px"],
+                                   ["plain_ms", "without, ms", ".0f"],
+                                   ["palette_ms", "--palette 1, ms", ".0f"],
+                                   ["ratio", "with / without", ".2f"]],
+                       "rows": trows})  # fmt: skip
+    geo = {r["variant"]: r for r in rows if r["style"] == "geometric mean"}
+    notes = [
+        "Geometric means over the styles, ours / peer Gram / peer mean-std: " + "; ".join(
+            f"{v}: {r['loss']:.2f} / {r['peer_setup_gram']:.2f} / {r['peer_setup_meanstd']:.2f}"
+            for v, r in geo.items()) + ". The default is areas of 1/32 of the longer side "
+        "(stylenet/inference/palette.py, LOWPASS_CELLS)."
+    ]  # fmt: skip
+    return study(
+        "palette", "The painting's palette",
+        "`--palette` moves an output's colour distribution onto the painting's (the linear "
+        "colour transfer of Gatys et al. 2017, Sec. 5.1). *Every pixel*: one map for the whole "
+        "output, strokes included. *Areas 1/N*: only the output's broad colour areas (a low-pass "
+        "over cells of 1/N of the longer side) move, towards the painting's covariance less the "
+        "strokes'; the strokes are added back unchanged. Each network tends to win by the measure "
+        "it was trained on, so every variant is scored by our evaluation loss and by the peer "
+        "setup's Gram and mean/std distances (stylenet/evaluation/arbitrary.py).",
+        tables,
+        commands=["stylenet-bench --study palette --checkpoint checkpoints/bank_all-fast.pt "
+                  "--content-dir <photos> --photos <held-out list>"],
+        notes=notes,
+    )  # fmt: skip
+
+
 def run_study(name: str, args: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     from stylenet.errors import OptionError
 
@@ -490,6 +613,14 @@ def run_study(name: str, args: Any, log: Callable[[str], None] = print) -> dict[
         )
     elif name == "onnx-instance-norm":
         data = onnx_norm_study({"fast": args.fast_checkpoint, "full": args.checkpoint})
+    elif name == "palette":
+        if not args.content_dir:
+            raise OptionError("the palette study needs photos", option="content_dir")
+        names = _photo_list(args.photos) if args.photos else None
+        nets = {"full": "checkpoints/bank_all.pt", "fast": "checkpoints/bank_all-fast.pt"}
+        nets = {k: v for k, v in nets.items() if Path(v).is_file()}
+        data = palette_study(args.checkpoint or "checkpoints/bank_all-fast.pt", args.content_dir,
+                             names, timing=nets)  # fmt: skip
     else:
         raise OptionError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}", option="study")
     data["wall_s"] = round(time.time() - t0, 1)

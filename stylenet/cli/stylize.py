@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the photo's colours (luminance transfer)",
     )
     p.add_argument(
+        "--palette",
+        type=float,
+        default=0.0,
+        help="0..1: move the colours towards the painting's (1: its palette; The Scream dark "
+        "and orange, a dark texture dark); default 0",
+    )
+    p.add_argument(
         "--mask",
         help="greyscale mask of the image's shape: --style where white, --mask-style where black",
     )
@@ -215,7 +222,7 @@ def _body(args: argparse.Namespace) -> int:
     mask = load_image(args.mask) if args.mask else None
     opts = StylizeOptions(
         style=args.style, strength=args.strength, preserve_color=args.preserve_color,
-        mask=mask, mask_style=args.mask_style, max_size=args.max_size,
+        palette=args.palette, mask=mask, mask_style=args.mask_style, max_size=args.max_size,
         stroke_scale=args.stroke_scale, tile=args.tile, tile_overlap=args.tile_overlap,
     )  # fmt: skip
     opts.check()  # every option before the checkpoint is even read
@@ -223,6 +230,8 @@ def _body(args: argparse.Namespace) -> int:
                   compile=args.compile, memory_budget=budget)  # fmt: skip
     # Style specs checked (and style images predicted) before any work.
     st.choose(opts.style, opts.mask_style)
+    if opts.palette:
+        st.palette_target(opts.style, mask_style=opts.mask_style)
     rep = TqdmReporter()
     if inp.is_dir():
         if (

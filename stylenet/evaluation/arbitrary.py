@@ -35,6 +35,7 @@ from torch import Tensor
 
 from stylenet.evaluation.harness import _machine, load_photos
 from stylenet.evaluation.loss import build_eval_loss, eval_terms
+from stylenet.inference.palette import match
 from stylenet.inference.stylizer import StylizeOptions, Stylizer
 from stylenet.io.images import image_to_tensor, load_image, resize_long, tensor_to_image
 from stylenet.losses.perceptual import VGGFeatures
@@ -103,6 +104,9 @@ class ArbitraryEvalConfig:
     # Which paintings to grow (names); None: every painting not in the bank.
     grow_styles: Sequence[str] | None = None
     peer: bool = True
+    # > 0: each of our variants is also scored with the painting's palette at this amount
+    # (``<variant>+palette``; stylenet.inference.palette), from the same network outputs.
+    palette: float = 0.0
     # The groups the peer is run on: the paintings and images none of the networks trained on
     # (on the bank's own paintings the comparison is the predicted row against the trained one).
     peer_groups: tuple[str, ...] = ("unseen painting", "corpus")
@@ -152,7 +156,7 @@ def evaluate_style_images(
 
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint), "size": cfg.size, "photos": [p for p, _ in photos],
-        "note": note, "grow_steps": cfg.grow_steps, "styles": {},
+        "note": note, "grow_steps": cfg.grow_steps, "palette": cfg.palette, "styles": {},
         "predictor": {k: v for k, v in (st.images.predictor.config.to_dict()).items()},
     }  # fmt: skip
     outputs: dict[str, dict[str, list[Tensor]]] = {}
@@ -174,17 +178,27 @@ def evaluate_style_images(
             )
         if peer is not None and group in cfg.peer_groups:
             variants["peer"] = (peer, str(path))
-        rows: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
-        outs: dict[str, list[Tensor]] = {k: [] for k in variants}
+        palettes = {
+            kind: engine.palette_target(spec)
+            for kind, (engine, spec) in variants.items()
+            if cfg.palette > 0 and isinstance(engine, Stylizer)
+        }
+        kinds = [*variants, *(f"{k}+palette" for k in palettes)]
+        rows: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+        outs: dict[str, list[Tensor]] = {k: [] for k in kinds}
         for pname, photo in photos:
             for kind, (engine, spec) in variants.items():
                 y = _stylize(engine, photo, spec, cfg.size)
-                yd = y.to(st.device)
-                t = eval_terms(loss, yd, photo.to(st.device), grams)
-                t.update(peer_measure.distances(yd, ptargets))
-                t["photo"] = pname
-                rows[kind].append(t)
-                outs[kind].append(y)
+                scored = [(kind, y)]
+                if kind in palettes:
+                    scored.append((f"{kind}+palette", match(y, palettes[kind], cfg.palette)))
+                for k, yk in scored:
+                    yd = yk.to(st.device)
+                    t = eval_terms(loss, yd, photo.to(st.device), grams)
+                    t.update(peer_measure.distances(yd, ptargets))
+                    t["photo"] = pname
+                    rows[k].append(t)
+                    outs[k].append(yk)
             bar.update(1)
         entry = {"group": group, "image": str(path),
                  "summary": {k: _mean(v) for k, v in rows.items()}, "per_photo": rows}  # fmt: skip

@@ -127,6 +127,12 @@ STYLE_SHEET_PHOTOS = 2
 KINDS = ("predicted", "trained", "grown_from_predict", "grown_from_mean", "peer")
 
 
+def _kinds(report: dict[str, Any]) -> list[str]:
+    """The report's columns: KINDS that occur, each followed by its ``+palette`` twin if any."""
+    seen = {k for s in report["styles"].values() for k in s["summary"]}
+    return [k for base in KINDS for k in (base, f"{base}+palette") if k in seen or k in KINDS]
+
+
 def write_style_image_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """report.json, report.md and contact_sheet.png of ``evaluate_style_images``."""
     from PIL import Image
@@ -143,7 +149,7 @@ def write_style_image_report(report: dict[str, Any], out_dir: Path) -> dict[str,
     write_text(paths["json"], json.dumps(report, indent=2) + "\n")
     # Every row has the same columns: the painting, then per photo the photo and each variant
     # (a blank tile where a style has no such variant, e.g. no trained row for a new painting).
-    kinds = [k for k in KINDS if any(k in o for o in outputs.values())]
+    kinds = [k for k in _kinds(report) if any(k in o for o in outputs.values())]
     n_photos = min(STYLE_SHEET_PHOTOS, len(photos))
     ncols = 1 + n_photos * (1 + len(kinds))
     blank = Image.new("RGB", (8, 8), "white")
@@ -182,13 +188,20 @@ def render_style_image_md(report: dict[str, Any]) -> str:
         "per-channel mean/std distance (stylenet/evaluation/arbitrary.py).",
         "",
     ]
+    if report.get("palette"):
+        lines += [
+            f"`+palette`: the same outputs with the painting's palette at {report['palette']:g} "
+            "(`--palette`; stylenet/inference/palette.py).",
+            "",
+        ]
+    kinds = _kinds(report)
     for key, title in (("loss", "Ours: evaluation loss"),
                        ("peer_setup_gram", "Peer setup: Gram/(H*W) distance"),
                        ("peer_setup_meanstd", "Peer setup: mean/std distance")):  # fmt: skip
-        lines += [f"## {title}", "", "| style | group | " + " | ".join(KINDS) + " |",
-                  "|---|---|" + "---:|" * len(KINDS)]  # fmt: skip
+        lines += [f"## {title}", "", "| style | group | " + " | ".join(kinds) + " |",
+                  "|---|---|" + "---:|" * len(kinds)]  # fmt: skip
         for n, s in report["styles"].items():
-            cells = " | ".join(_cell(s["summary"], k, key) for k in KINDS)
+            cells = " | ".join(_cell(s["summary"], k, key) for k in kinds)
             lines.append(f"| {n} | {s['group']} | {cells} |")
         lines.append("")
     grown = [(n, s["growing"]) for n, s in report["styles"].items() if "growing" in s]

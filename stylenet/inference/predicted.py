@@ -5,7 +5,8 @@ Each file is read once, scaled to the predictor's style size, and turned into pe
 (gamma, beta) by the predictor (``stylenet.nn.predictor``); the rows are cached by the file's
 content, so a style used again costs nothing. The rows join the bank's for one request as the
 ``extra`` rows of a ``RowMix`` (``stylenet.nn.params``): mixes, masks, strength, tiling and
-batching treat them like any other row.
+batching treat them like any other row. Each file's colours (``stylenet.inference.palette``) are
+kept beside its rows, for ``palette``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from stylenet.errors import StyleSpecError, VGGWeightsError
+from stylenet.inference.palette import Colours, image_colours
 from stylenet.io.images import image_to_tensor, resize_long, to_rgb
 from stylenet.nn.mix import StyleLike, _listing, shown
 from stylenet.nn.params import Affine
@@ -66,7 +68,7 @@ class StyleImages:
         # The feature extractor (a VGGFeatures with the predictor's layers); built from the
         # ImageNet weights on first use unless given.
         self._vgg = vgg.to(device).eval() if vgg is not None else None
-        self._cache: OrderedDict[str, list[Affine]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[list[Affine], Colours]] = OrderedDict()
         self._files: dict[tuple[str, int, int], str] = {}  # (path, mtime, size) -> content key
         self.predictions = 0  # forward passes of the predictor (a cached style adds none)
 
@@ -113,6 +115,10 @@ class StyleImages:
         return self._vgg
 
     def rows_for_file(self, path: str | os.PathLike) -> list[Affine]:
+        return self.style_for_file(path)[0]
+
+    def style_for_file(self, path: str | os.PathLike) -> tuple[list[Affine], Colours]:
+        """The file's predicted rows and its colours (``stylenet.inference.palette``)."""
         p = Path(os.path.expanduser(str(path)))
         try:
             st = p.stat()
@@ -128,12 +134,18 @@ class StyleImages:
             raise StyleSpecError(f"cannot read style image {p}: {e.strerror or e}") from e
         key = hashlib.sha256(data).hexdigest()
         self._files[stamp] = key
-        return self.rows_for_bytes(data, str(p), key)
+        return self.style_for_bytes(data, str(p), key)
 
     def rows_for_bytes(
         self, data: bytes, label: str = "style image", key: str | None = None
     ) -> list[Affine]:
         """Per layer ``(gamma [1, C], beta [1, C])`` of the style in ``data`` (an encoded image)."""
+        return self.style_for_bytes(data, label, key)[0]
+
+    def style_for_bytes(
+        self, data: bytes, label: str = "style image", key: str | None = None
+    ) -> tuple[list[Affine], Colours]:
+        """The predicted rows and the colours of the style in ``data``."""
         if self.predictor is None:
             raise StyleSpecError(
                 f"{self.source} has no style predictor: it takes only its own styles"
@@ -144,11 +156,11 @@ class StyleImages:
             self._cache.move_to_end(key)
             return hit
         x = self.style_tensor(data, label)
-        rows = self.predict(x)
-        self._cache[key] = rows
+        entry = (self.predict(x), image_colours(x))
+        self._cache[key] = entry
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        return rows
+        return entry
 
     def style_tensor(self, data: bytes, label: str) -> Tensor:
         """The image in ``data`` as ``[1, 3, h, w]`` with its longer side at the style size. A

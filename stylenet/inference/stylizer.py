@@ -5,6 +5,7 @@
     s = Stylizer("checkpoints/bank_vangogh.pt")
     out = s.stylize(Image.open("photo.jpg"), style="starry_night=0.7,the_harvest=0.3",
                     strength=0.8, preserve_color=True)
+    out = s.stylize(Image.open("photo.jpg"), style="the_scream", palette=1.0)  # its colours
 
 Precision ``auto``: bf16 on a GPU (fp16 where bf16 is missing) and on CPUs with AMX, fp32
 otherwise; ``precision="fp32"`` gives the reference result. Strength is a pixel blend between the
@@ -15,6 +16,7 @@ automatically when one pass would not fit (``stylenet.inference.memory``).
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -25,7 +27,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from stylenet.checkpoints.format import load_network, predictor_from_checkpoint
+from stylenet.checkpoints.format import load_network, predictor_from_checkpoint, thumbnail_bytes
 from stylenet.errors import (
     ImageTooSmallError,
     MemoryBudgetError,
@@ -42,6 +44,7 @@ from stylenet.inference.memory import (
     forward_bytes,
     resolve_budget,
 )
+from stylenet.inference.palette import Colours, PaletteTarget, image_colours, match, mixture
 from stylenet.inference.predicted import StyleImages, concat_rows
 from stylenet.inference.tiling import tile_grid, window
 from stylenet.io.images import (
@@ -86,6 +89,8 @@ class StylizeOptions:
     style: StyleLike = 0
     strength: float = 1.0
     preserve_color: bool = False
+    # 0..1: how far the output's colours move to the painting's (stylenet.inference.palette).
+    palette: float = 0.0
     mask: Image.Image | Tensor | None = None
     mask_style: StyleLike | None = None
     max_size: int = DEFAULT_MAX_SIZE
@@ -97,6 +102,14 @@ class StylizeOptions:
         """Every numeric option within its range; the message names the range."""
         if not (isinstance(self.strength, (int, float)) and 0.0 <= self.strength <= 1.0):
             raise OptionError(f"must be within 0..1, got {self.strength}", option="strength")
+        if not (isinstance(self.palette, (int, float)) and 0.0 <= self.palette <= 1.0):
+            raise OptionError(f"must be within 0..1, got {self.palette}", option="palette")
+        if self.palette and self.preserve_color:
+            raise OptionError(
+                "the painting's palette and the photo's colours (preserve_color) pull the "
+                "colours opposite ways: choose one",
+                option="palette",
+            )
         lo, hi = STROKE_SCALE_RANGE
         if not (isinstance(self.stroke_scale, (int, float)) and lo <= self.stroke_scale <= hi):
             raise OptionError(
@@ -145,10 +158,17 @@ class RunInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def finish(y: Tensor, src: Tensor, opts: StylizeOptions) -> Tensor:
+def finish(
+    y: Tensor, src: Tensor, opts: StylizeOptions, palette: PaletteTarget | None = None
+) -> Tensor:
     """What follows the network, for the Stylizer and the server alike: the output resized to
-    the photo's size, then colour preservation and strength against that photo, in [0, 1]."""
+    the photo's size, then the painting's palette (``palette``: the target, when
+    ``opts.palette`` > 0) or colour preservation, and strength against that photo, in [0, 1]."""
     y = resize(y, tuple(src.shape[-2:])).clamp(0, 1)
+    if opts.palette > 0:
+        if palette is None:
+            raise ValueError("opts.palette needs the palette target")
+        y = match(y, palette, opts.palette)
     if opts.preserve_color:
         y = preserve_color(y, src)
     if opts.strength < 1.0:
@@ -185,6 +205,13 @@ class Stylizer:
             net, style_names, ckpt = load_network(checkpoint)
             if predictor is None:
                 predictor = predictor_from_checkpoint(ckpt, net, checkpoint)
+            thumbnails = [thumbnail_bytes(ckpt, i) for i in range(net.num_styles)]
+        else:
+            thumbnails = [None] * net.num_styles
+        # The paintings' thumbnails: the bank styles' palettes (``palette``).
+        self._thumbnails: list[bytes | None] = thumbnails
+        self._colours: dict[int, Colours] = {}
+        self.source = str(checkpoint) if checkpoint is not None else "this network"
         self.style_names = list(style_names or [f"style{i}" for i in range(net.num_styles)])
         self.device = resolve_device(device)
         self.dtype_name = resolve_precision(precision, self.device)
@@ -246,16 +273,66 @@ class Stylizer:
 
         ``images`` maps tokens to encoded images given in memory (the server's uploads); with it,
         only those tokens and the bank's names are styles, and no file is ever opened."""
-        if images is not None:
-            tokens = [t for t in images if t not in self.style_names]
-            rows = [self.images.rows_for_bytes(images[t], t) for t in tokens]
-        else:
-            tokens = self.images.image_tokens([spec, mask_style], self.style_names)
-            rows = [self.images.rows_for_file(t) for t in tokens]
+        tokens, styles = self._image_styles([spec, mask_style], images)
         names = [*self.style_names, *tokens]
         wa = parse_mix(spec, names)
         wb = parse_mix(mask_style, names) if mask_style is not None else None
-        return wa, wb, concat_rows(rows)
+        return wa, wb, concat_rows([rows for rows, _ in styles])
+
+    def _image_styles(
+        self, specs: Sequence[StyleLike | None], images: Mapping[str, bytes] | None
+    ) -> tuple[list[str], list[tuple[list[Affine], Colours]]]:
+        """The image files among ``specs`` (or, with ``images``, the uploads), in first-seen
+        order, each with its predicted rows and its colours."""
+        if images is not None:
+            tokens = [t for t in images if t not in self.style_names]
+            return tokens, [self.images.style_for_bytes(images[t], t) for t in tokens]
+        tokens = self.images.image_tokens(specs, self.style_names)
+        return tokens, [self.images.style_for_file(t) for t in tokens]
+
+    def bank_colours(self, index: int) -> Colours:
+        """The palette of the bank's style ``index``, read from its thumbnail."""
+        hit = self._colours.get(index)
+        if hit is None:
+            data = self._thumbnails[index] if index < len(self._thumbnails) else None
+            if data is None:
+                raise OptionError(
+                    f"{self.source} has no picture of style {self.style_names[index]!r} to take "
+                    "its palette from (`stylenet-bank upgrade` adds the paintings' thumbnails)",
+                    option="palette",
+                )
+            with Image.open(io.BytesIO(data)) as im:
+                hit = image_colours(image_to_tensor(im.convert("RGB")))
+            self._colours[index] = hit
+        return hit
+
+    def palette_target(
+        self,
+        spec: StyleLike,
+        mask: Image.Image | Tensor | None = None,
+        mask_style: StyleLike | None = None,
+        size: tuple[int, int] | None = None,
+        images: Mapping[str, bytes] | None = None,
+    ) -> PaletteTarget:
+        """The palette a style spec asks for (``stylenet.inference.palette``): the mixture of its
+        styles' colours; with a mask, one per side and the mask at ``size`` (the output's)."""
+        tokens, styles = self._image_styles([spec, mask_style], images)
+        parts = [colours for _, colours in styles]
+        names = [*self.style_names, *tokens]
+
+        def of(s: StyleLike) -> Colours:
+            w = parse_mix(s, names)
+            used = [i for i in range(len(names)) if float(w[i]) != 0.0]
+            S = len(self.style_names)
+            cols = [self.bank_colours(i) if i < S else parts[i - S] for i in used]
+            return mixture(cols, w[used])
+
+        if mask is None or mask_style is None:
+            return PaletteTarget(of(spec))
+        if size is None:
+            raise ValueError("a masked palette needs the output size")
+        m = resize(mask_to_tensor(mask)[None], size)
+        return PaletteTarget(of(spec), of(mask_style), m)
 
     def weights(self, spec: StyleLike) -> Tensor:
         """Earlier name of ``mix``."""
@@ -497,7 +574,10 @@ class Stylizer:
             y = self.forward_tiled(xin, mix, plan.tile, opts.tile_overlap, plan.stats_size, extra)
         else:
             y = self.forward(xin, mix, extra=extra).cpu()
-        return finish(y, src, opts)
+        target = None
+        if opts.palette > 0:
+            target = self.palette_target(opts.style, opts.mask, opts.mask_style, out_size)
+        return finish(y, src, opts, target)
 
     def stylize(
         self, image: Image.Image | Tensor, style: StyleLike = 0, **kw

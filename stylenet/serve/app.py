@@ -241,6 +241,9 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
         ] = None,
         strength: Annotated[float, Form(description="0..1: 0 the photo, 1 full style")] = 1.0,
         preserve_color: Annotated[bool, Form(description="keep the photo's colours")] = False,
+        palette: Annotated[
+            float, Form(description="0..1: move the colours towards the painting's palette")
+        ] = 0.0,
         stroke_scale: Annotated[float, Form(description="brush-stroke size, 0.25..8")] = 1.0,
         max_size: Annotated[int | None, Form(description="longer side of the result, px")] = None,
         format: Annotated[str, Form(description="jpeg, png or webp")] = "jpeg",
@@ -264,7 +267,7 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
                 422, f"max_size: must be within {MIN_SIZE}..{cfg.max_size}, got {size}"
             )
         opts = StylizeOptions(style=style, strength=strength, preserve_color=preserve_color,
-                              stroke_scale=stroke_scale, max_size=size)  # fmt: skip
+                              palette=palette, stroke_scale=stroke_scale, max_size=size)  # fmt: skip
         uploads = None
         if style_image is not None:
             if not st.has_predictor:
@@ -286,6 +289,9 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
                 mix, extra = st.mix(style), None
             else:
                 mix, _, extra = await run_in_threadpool(st.choose, style, None, uploads)
+            target = None
+            if opts.palette > 0:
+                target = await run_in_threadpool(st.palette_target, style, images=uploads)
         except OptionError as e:
             raise HTTPProblem(422, str(e)) from None
         except StyleSpecError as e:
@@ -296,7 +302,7 @@ def create_app(cfg: ServeConfig, stylizer: Stylizer | None = None) -> FastAPI:
         out_size, _ = st.sizes(img.height, img.width, opts)
         x = image_to_tensor(shrink_for(img, out_size))[None]
         try:
-            job = eng.submit(x, mix, opts, extra)
+            job = eng.submit(x, mix, opts, extra, palette=target)
         except QueueFull as e:
             raise HTTPProblem(503, str(e), {"Retry-After": str(e.retry_after)}) from None
         except ShuttingDown as e:

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from stylenet.errors import MemoryBudgetError, StylenetError
+from stylenet.inference.palette import PaletteTarget
 from stylenet.inference.stylizer import StylizeOptions, Stylizer, finish
 from stylenet.io.images import resize
 
@@ -79,6 +80,8 @@ class Job:
     compute_s: float = 0.0
     # Per layer (gamma [K, C], beta [K, C]) predicted from the request's style image, or None.
     extra: list | None = None
+    # The colours to move the output to when opts.palette > 0 (stylenet.inference.palette).
+    palette: PaletteTarget | None = None
 
     @property
     def megapixels(self) -> float:
@@ -172,10 +175,16 @@ class Engine:
         return (queued + extra_megapixels) * per
 
     def submit(
-        self, x: Tensor, mix: Tensor, opts: StylizeOptions, extra: list | None = None
+        self,
+        x: Tensor,
+        mix: Tensor,
+        opts: StylizeOptions,
+        extra: list | None = None,
+        palette: PaletteTarget | None = None,
     ) -> Job:
         _, work = self.st.sizes(*x.shape[-2:], opts)
-        job = Job(x, mix, opts, work, time.perf_counter() + self.timeout_s, extra=extra)
+        job = Job(x, mix, opts, work, time.perf_counter() + self.timeout_s, extra=extra,
+                  palette=palette)  # fmt: skip
         per = self.planning_seconds_per_megapixel
         with self._cv:
             if self._closing:
@@ -324,7 +333,7 @@ class Engine:
         xb = torch.cat([resize(j.x, j.work) for j in jobs])
         mix, extra = batch_mix(jobs, st.net.num_styles)
         yb = st.forward(xb, mix, extra=extra).cpu()
-        return [finish(y[None], j.x, j.opts) for j, y in zip(jobs, yb, strict=True)]
+        return [finish(y[None], j.x, j.opts, j.palette) for j, y in zip(jobs, yb, strict=True)]
 
 
 def batch_mix(jobs: list[Job], num_styles: int) -> tuple[Tensor, list | None]:

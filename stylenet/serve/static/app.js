@@ -132,6 +132,7 @@ function formFor(blob, size) {
   form.append("strength", $("strength").value);
   form.append("stroke_scale", $("stroke").value);
   form.append("preserve_color", $("preserve").checked ? "true" : "false");
+  form.append("palette", $("palette").value);
   form.append("max_size", size);
   if (state.painting && state.chosen.has("upload")) {
     form.append("style_image", state.painting, state.painting.name || "painting.jpg");
@@ -242,12 +243,21 @@ function init() {
     drop.classList.remove("over");
     setPhoto(e.dataTransfer.files[0]);
   });
-  for (const [id, out] of [["strength", "strength-out"], ["stroke", "stroke-out"]]) {
+  const sliders = [["strength", "strength-out"], ["stroke", "stroke-out"], ["palette", "palette-out"]];
+  for (const [id, out] of sliders) {
     $(id).addEventListener("input", () => { $(out).textContent = Number($(id).value).toFixed(2); });
     $(id).addEventListener("change", restylize);
   }
   $("size").addEventListener("change", restylize);
-  $("preserve").addEventListener("change", restylize);
+  // The painting's palette and the photo's colours pull opposite ways: choosing one clears the
+  // other (the server refuses both at once).
+  $("preserve").addEventListener("change", () => {
+    if ($("preserve").checked) { $("palette").value = 0; $("palette-out").textContent = "0.00"; }
+    restylize();
+  });
+  $("palette").addEventListener("input", () => {
+    if (Number($("palette").value) > 0) $("preserve").checked = false;
+  });
   $("mode-camera").addEventListener("click", startCamera);
   $("mode-photo").addEventListener("click", stopCamera);
   $("camera-stop").addEventListener("click", stopCamera);
