@@ -126,8 +126,8 @@ def transfer(y: Tensor, source: Colours, target: Colours) -> Tensor:
     ([3, H, W])."""
     _, inv = _sqrt_pair(source.cov, MIN_VARIANCE)
     root, _ = _sqrt_pair(target.cov, 0.0)
-    a = (root @ inv).to(y.dtype)
-    b = (target.mean - (root @ inv) @ source.mean).to(y.dtype)
+    a = (root @ inv).to(y.device, y.dtype)
+    b = (target.mean - (root @ inv) @ source.mean).to(y.device, y.dtype)
     return torch.einsum("ij,jhw->ihw", a, y) + b[:, None, None]
 
 
