@@ -117,16 +117,23 @@ def flicker_study(checkpoint: str, video: str, style: str = "starry_night", size
              ("still camera, moving subject, sensor noise (`still_camera_clip`)", still, "ratio"),
              ("pan, 3 px per frame (`pan_clip`): warped temporal error", pan, "warped"),
              ("pan: frame-difference ratio (the texture moves with the scene)", pan, "ratio")]  # fmt: skip
+    # The painting's palette is matched on each frame's own colours: these columns show whether
+    # that adds flicker (without smoothing, and at the default strength).
+    palette_runs = (0.0, strengths[-1])
     rows = []
     for label, frames, measure in clips:
         row: dict[str, Any] = {"clip": label, "frames": len(frames)}
-        for s in strengths:
-            f = flicker_figures(frames, stylize_clip(st, frames, style, s))
-            row[f"t{s:g}"] = f["flicker_ratio"] if measure == "ratio" else f["temporal_error"]
+        runs = [(f"t{s:g}", s, 0.0) for s in strengths]
+        runs += [(f"p1_t{s:g}", s, 1.0) for s in palette_runs]
+        for key, s, pal in runs:
+            f = flicker_figures(frames, stylize_clip(st, frames, style, s, pal))
+            row[key] = f["flicker_ratio"] if measure == "ratio" else f["temporal_error"]
         rows.append(row)
-    cols = [["clip", "clip"], ["frames", "frames"]] + [
-        [f"t{s:g}", f"temporal {s:g}", ".2f"] for s in strengths
-    ]
+    cols = (
+        [["clip", "clip"], ["frames", "frames"]]
+        + [[f"t{s:g}", f"temporal {s:g}", ".2f"] for s in strengths]
+        + [[f"p1_t{s:g}", f"--palette 1, temporal {s:g}", ".2f"] for s in palette_runs]
+    )
     return study(
         "flicker", "Video flicker",
         "Frame-difference ratio (mean absolute change between consecutive output frames / the "
@@ -134,7 +141,8 @@ def flicker_study(checkpoint: str, video: str, style: str = "starry_night", size
         "error after aligning consecutive outputs by the camera's shift (0..255 units). "
         f"`{Path(checkpoint).name}`, {style}, {size} px, `--temporal` at each strength "
         "(`stylenet.inference.temporal.TemporalSmoother`: each frame blended with the previous output, "
-        "aligned to the pan, where the input did not change).",
+        "aligned to the pan, where the input did not change); the last columns with the "
+        "painting's palette (`--palette 1`, matched on each frame).",
         [{"caption": "", "columns": cols, "rows": rows}],
         commands=[f"stylenet-bench --study flicker --checkpoint {checkpoint} --video {video}"],
         notes=flicker_notes(rows),

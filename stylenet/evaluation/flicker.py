@@ -37,14 +37,14 @@ def flicker_figures(frames: list[Tensor], outputs: list[Tensor]) -> dict[str, fl
 
 
 def stylize_clip(
-    st: Stylizer, frames: list[Tensor], style: str, temporal: float = 0.0
+    st: Stylizer, frames: list[Tensor], style: str, temporal: float = 0.0, palette: float = 0.0
 ) -> list[Tensor]:
     from stylenet.inference.temporal import TemporalSmoother
 
     smoother = TemporalSmoother(temporal) if temporal else None
     out = []
     for x in frames:
-        y = st.stylize_tensor(x, StylizeOptions(style=style, max_size=0))
+        y = st.stylize_tensor(x, StylizeOptions(style=style, max_size=0, palette=palette))
         out.append(smoother(x, y) if smoother else y)
     return out
 
