@@ -211,3 +211,15 @@ def test_a_style_images_palette_comes_from_the_file(tmp_path, monkeypatch):
     assert torch.allclose(mean_colour(y[0]), target.mean, atol=0.02)
     # The file was predicted once: its palette came with its rows.
     assert st.images.predictions == 1
+
+
+def test_a_large_images_colours_are_read_from_a_sample_that_misses_no_pattern():
+    # A 2-px checkerboard over smooth areas, 400x300 (more pixels than the statistics read):
+    # a regular grid of every other pixel would see one phase of the checkerboard only.
+    yy, xx = torch.meshgrid(torch.arange(300), torch.arange(400), indexing="ij")
+    checker = ((yy + xx) % 2).double() * 0.4 - 0.2
+    x = (smooth(7, 0.3, 0.7, (300, 400)).double() + checker).float()
+    full = x.reshape(3, -1).double()
+    got = colours_of(x)
+    assert torch.allclose(got.mean, full.mean(1), atol=2e-3)
+    assert torch.allclose(got.cov, torch.cov(full, correction=0), rtol=0.03, atol=2e-4)
