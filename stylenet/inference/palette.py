@@ -1,7 +1,7 @@
 """The painting's palette: match the colours of a stylized image to those of its style.
 
 A feed-forward network keeps much of the photo's colour: The Scream comes out pale and a dark
-texture comes out bright (README, "Colours"). ``match`` moves the output's colour distribution
+texture comes out bright (README, "Inference": the painting's palette). ``match`` moves the output's colour distribution
 onto the painting's with the linear colour transfer that Gatys et al. use for colour control
 ("Controlling Perceptual Factors in Neural Style Transfer", CVPR 2017, Sec. 5.1; the
 symmetric-root variant they take from Hertzmann et al. 2001, "Image Analogies"): with the RGB
@@ -182,19 +182,20 @@ def match(
     areas' scale (``lowpass``; 0: one map for every pixel, strokes included)."""
     if amount <= 0:
         return y
+    masked = target.mask is not None and target.second is not None
     out = []
     for yi in y:
+        m = target.mask.reshape(1, *yi.shape[-2:]).to(yi.dtype) if masked else None
         moved = yi
         for _ in range(PASSES):
             low = lowpass(moved, cells)
             high = moved - low
-            if target.mask is None or target.second is None:
-                moved = _move_areas(low, high, target.first, None) + high
+            if m is None:
+                areas = _move_areas(low, high, target.first, None)
             else:
-                m = target.mask.reshape(1, *yi.shape[-2:]).to(yi.dtype)
-                a = _move_areas(low, high, target.first, m)
-                b = _move_areas(low, high, target.second, 1 - m)
-                moved = m * a + (1 - m) * b + high
-            moved = moved.clamp(0, 1)
+                areas = m * _move_areas(low, high, target.first, m) + (1 - m) * _move_areas(
+                    low, high, target.second, 1 - m
+                )
+            moved = (areas + high).clamp(0, 1)
         out.append(yi + amount * (moved - yi) if amount < 1 else moved)
     return torch.stack(out).clamp(0, 1)
