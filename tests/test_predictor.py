@@ -244,6 +244,44 @@ def test_the_server_takes_a_style_image(bank_with_predictor, tmp_path, vgg_rando
         assert r.status_code == 400 and "no style predictor" in r.json()["error"]
 
 
+def test_an_uploaded_style_is_hashed_once_per_request(
+    bank_with_predictor, tmp_path, vgg_random, monkeypatch
+):
+    """With the palette, the server asks for the upload's rows and then its colours: one hash of
+    its bytes, one prediction; the same bytes in a new request are hashed again (a new object)."""
+    import hashlib
+
+    from fastapi.testclient import TestClient
+
+    from stylenet.inference import predicted
+    from stylenet.serve.app import create_app
+    from stylenet.serve.config import ServeConfig
+
+    painting = texture(tmp_path / "s.png", 1).read_bytes()
+    hashed = []
+
+    class Counting:
+        @staticmethod
+        def sha256(data: bytes):
+            if data == painting:
+                hashed.append(1)
+            return hashlib.sha256(data)
+
+    monkeypatch.setattr(predicted, "hashlib", Counting)
+    files = {"image": ("p.png", make_photo(tmp_path / "p.png", (64, 48)).read_bytes(), "image/png"),
+             "style_image": ("s.png", painting, "image/png")}  # fmt: skip
+    cfg = ServeConfig(checkpoint=str(bank_with_predictor), device="cpu", precision="fp32",
+                      max_size=256, default_size=64)  # fmt: skip
+    st = Stylizer(bank_with_predictor, device="cpu", precision="fp32")
+    with TestClient(create_app(cfg, stylizer=st)) as c:
+        r = c.post("/v1/stylize", files=files, data={"palette": "0.5", "format": "png"})
+        assert r.status_code == 200, r.text
+        assert len(hashed) == 1
+        r = c.post("/v1/stylize", files=files, data={"palette": "0.5", "format": "png"})
+        assert r.status_code == 200 and len(hashed) == 2
+    assert st.images.predictions == 1  # the second request's rows came from the cache
+
+
 def test_the_engine_batches_requests_with_and_without_style_images():
     from stylenet.serve.engine import Job, batch_mix
 
@@ -576,3 +614,129 @@ def test_an_encoder_starts_from_another_banks_predictor(
     cfg = compose([*matched, f"arbitrary.encoder_from={base}"])
     with pytest.raises(OptionError, match="no style predictor"):
         make_plan(cfg, []).build_module(cfg)
+
+
+def anchored_bank(tmp_path: Path, textures: Path) -> Path:
+    """A bank of two rows whose recorded training config names two of the textures as its
+    paintings (what ``arbitrary.anchor_weight`` reads)."""
+    paintings = {n: {"image": str(textures / f"t{i}.png")} for i, n in enumerate(NAMES)}
+    return random_bank(tmp_path / "anchored.pt", NAMES, train_config={"style": paintings})
+
+
+def painting_rows(module, bank: Path, textures: Path) -> torch.Tensor:
+    """Distance of the exported predictor's rows for the bank's two paintings (whole, as a
+    style image is read when stylizing) from the bank's trained rows, in units of their spread."""
+    from stylenet.io.images import image_to_tensor, load_image, resize_long
+    from stylenet.nn.predictor import bank_rows
+
+    ckpt = read_checkpoint(bank)
+    predictor = predictor_from_checkpoint(ckpt, module.net)
+    views = [resize_long(image_to_tensor(load_image(textures / f"t{i}.png"))[None], 32)
+             for i in range(len(NAMES))]  # fmt: skip
+    with torch.no_grad():
+        pred = torch.cat([predictor.vector(module.style_stats(v)[0]) for v in views])
+    rows = bank_rows(module.net)
+    return ((pred - rows) / rows.std(0).clamp_min(1e-6)).pow(2).mean(1)
+
+
+def test_row_anchors_pull_the_banks_paintings_to_their_trained_rows(
+    compose, tiny_overrides, textures, tmp_path
+):
+    """``arbitrary.anchor_weight``: the same run with the anchors predicts rows nearer to the
+    trained ones for the bank's own paintings; the weight is recorded in the history."""
+    from stylenet.training.plans import make_plan
+    from stylenet.training.run import train
+
+    base = anchored_bank(tmp_path, textures)
+    distances = {}
+    for weight in (0.0, 1e3):
+        ov = arbitrary_overrides(tiny_overrides, base, textures, 30)
+        ov = [o.replace(str(tmp_path), str(tmp_path / f"w{weight:g}"))
+              if o.startswith(("export.dir", "+run_dir")) else o for o in ov]  # fmt: skip
+        cfg = compose([*ov, f"arbitrary.anchor_weight={weight}"], hydra=True)
+        res = train(cfg)
+        module = make_plan(cfg, []).build_module(cfg).eval()
+        distances[weight] = painting_rows(module, res.export_path, textures)
+        last = read_checkpoint(res.export_path)["history"][-1]
+        assert last.get("anchor_weight") == (weight or None), last
+    # Both paintings are nearer their rows, by a wide margin.
+    assert (distances[1e3] < 0.5 * distances[0.0]).all(), distances
+
+
+def test_row_anchors_need_the_banks_paintings(compose, tiny_overrides, textures, tmp_path):
+    from stylenet.errors import OptionError
+    from stylenet.training.plans import make_plan
+
+    # Paintings named by a config that points nowhere readable.
+    missing = {n: {"image": str(tmp_path / f"gone_{n}.png")} for n in NAMES}
+    base = random_bank(tmp_path / "b.pt", NAMES, train_config={"style": missing})
+    cfg = compose([*arbitrary_overrides(tiny_overrides, base, textures, 1),
+                   "arbitrary.anchor_weight=1"])  # fmt: skip
+    with pytest.raises(OptionError, match="arbitrary.anchor_weight"):
+        make_plan(cfg, []).build_module(cfg)
+    cfg = compose([*arbitrary_overrides(tiny_overrides, anchored_bank(tmp_path, textures),
+                                        textures, 1), "arbitrary.anchor_weight=-1"])  # fmt: skip
+    with pytest.raises(OptionError, match=">= 0"):
+        make_plan(cfg, []).build_module(cfg)
+
+
+def test_a_predictor_carries_on_from_a_banks_trained_one(
+    compose, tiny_overrides, textures, tmp_path
+):
+    """``arbitrary.init``: the whole trained predictor (standardisation, encoder, decoder) is the
+    starting point; one that does not fit, a bank without one, or init with encoder_from is one
+    error naming the option."""
+    from stylenet.errors import OptionError
+    from stylenet.training.plans import make_plan
+
+    net = random_network(2)
+    source = spread_predictor(net)
+    source.set_normalisation(torch.randn(8, source.stat_mean.numel()) * 3 + 1)
+    payload = {"predictor": predictor_payload(source, 5, {"styles": "test"})}
+    bank = export_inference_checkpoint(net, NAMES, tmp_path / "bank.pt", extra=payload)
+    ov = [*arbitrary_overrides(tiny_overrides, bank, textures, 1), "arbitrary.hidden=512",
+          "data.style_size=256"]  # fmt: skip
+    cfg = compose([*ov, f"arbitrary.init={bank}"])
+    module = make_plan(cfg, []).build_module(cfg)
+    assert bool(module.normalised)
+    for k, v in source.state_dict().items():
+        assert torch.equal(module.predictor.state_dict()[k], v), k
+    stats = torch.randn(3, source.stat_mean.numel())
+    torch.testing.assert_close(module.predictor.vector(stats), source.vector(stats))
+
+    cfg = compose([*ov[:-2], f"arbitrary.init={bank}"])  # hidden 32 and style size 32
+    with pytest.raises(OptionError, match="arbitrary.init.*(hidden|style_size)"):
+        make_plan(cfg, []).build_module(cfg)
+    plain = random_bank(tmp_path / "plain.pt", NAMES)
+    cfg = compose([*ov, f"arbitrary.init={plain}"])
+    with pytest.raises(OptionError, match="no style predictor"):
+        make_plan(cfg, []).build_module(cfg)
+    cfg = compose([*ov, f"arbitrary.init={bank}", f"arbitrary.encoder_from={bank}"])
+    with pytest.raises(OptionError, match="not both"):
+        make_plan(cfg, []).build_module(cfg)
+
+
+def test_every_norm_weighs_alike_in_the_anchor_term(compose, tiny_overrides, textures, tmp_path):
+    """One spread of error on the 3 channels of the output norm costs as much as one spread on
+    every channel of the widest norm (a plain mean over parameters would make it ~1/1000th)."""
+    from stylenet.training.plans import make_plan
+
+    base = anchored_bank(tmp_path, textures)
+    cfg = compose([*arbitrary_overrides(tiny_overrides, base, textures, 1),
+                   "arbitrary.anchor_weight=1"])  # fmt: skip
+    module = make_plan(cfg, []).build_module(cfg)
+    module.build_anchors()
+    targets = module.anchor_targets[module.anchor_rows]
+    widths = list(module.predictor.config.channels)
+    start = {i: sum(widths[:i]) for i in range(len(widths))}
+    widest = max(range(len(widths)), key=widths.__getitem__)
+    costs = {}
+    for layer in (widest, len(widths) - 1):
+        off = torch.zeros_like(targets)
+        cols = slice(start[layer], start[layer] + widths[layer])  # that norm's gammas
+        off[:, cols] = module.anchor_spread[cols]
+        module.predictor.vector = lambda stats, off=off: targets + off
+        costs[layer] = float(module.anchor_term())
+    assert widths[-1] == 3 and widths[widest] > 3
+    assert costs[widest] == pytest.approx(costs[len(widths) - 1], rel=1e-5)
+    assert costs[widest] == pytest.approx(1 / (2 * len(widths)), rel=1e-5)

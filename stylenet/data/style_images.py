@@ -47,6 +47,25 @@ JITTER = {"brightness": 0.2, "contrast": 0.5, "saturation": 0.5, "hue": 0.1}
 STYLE_SCALE = (0.4, 1.0)
 
 
+def random_view(img: Tensor, size: int, gen: torch.Generator,
+                scale: Sequence[float] = STYLE_SCALE) -> Tensor:  # fmt: skip
+    """A square crop of ``scale`` of ``img``'s area ([3, H, W]) at ``size``, flipped either way
+    at random: the training styles' view without their colour jitter, drawn from ``gen``."""
+    h, w = img.shape[-2:]
+    u = torch.rand(3, generator=gen).tolist()
+    area = (scale[0] + (scale[1] - scale[0]) * u[0]) * h * w
+    side = max(1, min(h, w, round(area**0.5)))
+    top = int(u[1] * (h - side + 1))
+    left = int(u[2] * (w - side + 1))
+    view = TF.resize(img[:, top : top + side, left : left + side], [size, size], antialias=True)
+    flips = torch.rand(2, generator=gen).tolist()
+    if flips[0] < 0.5:
+        view = view.flip(-1)
+    if flips[1] < 0.5:
+        view = view.flip(-2)
+    return view.clamp(0, 1)
+
+
 class StyleImageDataset(Dataset):
     """Augmented style images, ``[3, s, s]`` in [0, 1]; ``extra`` files are drawn with
     probability ``extra_share`` (the paintings of a bank, say, among thousands of textures)."""

@@ -90,3 +90,23 @@ def load_style_image(spec: StyleSpec, default_size: int) -> Tensor:
         raise StyleError(f"style {spec.name!r}: {e}") from e
     t = image_to_tensor(img)[None]
     return resize_long(t, spec.size or default_size).clamp(0, 1).to(torch.float32)
+
+
+def recorded_style_specs(bank: Mapping) -> list[StyleSpec] | None:
+    """An exported bank's paintings as ``StyleSpec`` s, in row order, from its recorded training
+    config (what a distillation's usual loss and a predictor's row anchors need); None when the
+    config does not name every style or a painting cannot be read here."""
+    styles = dict((bank.get("train_config") or {}).get("style") or {})
+    # Files written before ``loss_scale`` had that name call it ``weight``.
+    styles = {
+        n: {("loss_scale" if k == "weight" else k): v for k, v in dict(e).items()}
+        for n, e in styles.items()
+    }
+    try:
+        specs = {s.name: s for s in specs_from_config(styles)}
+        ordered = [specs[n] for n in bank["style_names"]]
+        for s in ordered:
+            load_style_image(s, 16)
+    except (KeyError, StyleError, OSError, ValueError):
+        return None
+    return ordered

@@ -70,6 +70,7 @@ class StyleImages:
         self._vgg = vgg.to(device).eval() if vgg is not None else None
         self._cache: OrderedDict[str, tuple[list[Affine], Colours]] = OrderedDict()
         self._files: dict[tuple[str, int, int], str] = {}  # (path, mtime, size) -> content key
+        self._last_bytes: tuple[bytes, str] | None = None  # the last bytes hashed, and the hash
         self.predictions = 0  # forward passes of the predictor (a cached style adds none)
 
     # -- which tokens of a spec are images -------------------------------------------------------
@@ -150,7 +151,15 @@ class StyleImages:
             raise StyleSpecError(
                 f"{self.source} has no style predictor: it takes only its own styles"
             )
-        key = key or hashlib.sha256(data).hexdigest()
+        if key is None:
+            # The same bytes object again (the server asks for an upload's rows, then for its
+            # colours) is not hashed twice; held here, it cannot be freed and its id reused.
+            last = self._last_bytes
+            if last is not None and last[0] is data:
+                key = last[1]
+            else:
+                key = hashlib.sha256(data).hexdigest()
+                self._last_bytes = (data, key)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)

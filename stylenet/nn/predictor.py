@@ -142,6 +142,11 @@ class StylePredictor(nn.Module):
         """``[B, width]`` statistics -> ``[B, embedding]``."""
         return self.encoder((stats.float() - self.stat_mean) / self.stat_std)
 
+    def vector(self, stats: Tensor) -> Tensor:
+        """``[B, width]`` statistics -> ``[B, 2 * sum(channels)]``: every norm's gamma, then
+        every norm's beta, in network order (the layout of ``bank_rows``)."""
+        return torch.cat([self.base_gamma, self.base_beta]) + self.decoder(self.embed(stats))
+
     def decode(self, embedding: Tensor) -> LayerParams:
         out = self.decoder(embedding)
         total = sum(self.config.channels)
@@ -158,6 +163,15 @@ class StylePredictor(nn.Module):
     def fits(self, net: nn.Module) -> bool:
         """Whether this predictor's outputs fit ``net``'s norms."""
         return tuple(n.channels for n in net.norms()) == tuple(self.config.channels)
+
+
+def bank_rows(net: nn.Module) -> Tensor:
+    """``[K, 2 * sum(channels)]``: a network's K trained rows in ``StylePredictor.vector``'s
+    layout."""
+    norms = net.norms()
+    gamma = torch.cat([n.gamma.detach().float() for n in norms], dim=1)
+    beta = torch.cat([n.beta.detach().float() for n in norms], dim=1)
+    return torch.cat([gamma, beta], dim=1)
 
 
 def rows_of(params: LayerParams) -> list[tuple[Tensor, Tensor]]:

@@ -32,7 +32,8 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from stylenet.checkpoints.format import network_from_checkpoint, read_checkpoint
-from stylenet.errors import StyleError, TrainingError
+from stylenet.data.styles import recorded_style_specs
+from stylenet.errors import TrainingError
 from stylenet.losses.perceptual import gram_matrix
 from stylenet.nn.network import build_model
 from stylenet.nn.vgg import DEFAULT_CONTENT_LAYERS
@@ -48,28 +49,6 @@ from stylenet.training.module import (
 log = logging.getLogger(__name__)
 
 TEACHER_PREFIX = "teacher."
-
-
-def teacher_style_specs(base: Mapping[str, Any]) -> list[Any] | None:
-    """The teacher's paintings as ``StyleSpec`` s, in row order, from its recorded training
-    config; None when the config does not name every style or a painting cannot be read."""
-    from stylenet.data.styles import load_style_image, specs_from_config
-
-    styles = dict((base.get("train_config") or {}).get("style") or {})
-    # Files written before ``loss_scale`` had that name call it ``weight``.
-    styles = {
-        n: {("loss_scale" if k == "weight" else k): v for k, v in dict(e).items()}
-        for n, e in styles.items()
-    }
-    names = list(base["style_names"])
-    try:
-        specs = {s.name: s for s in specs_from_config(styles)}
-        ordered = [specs[n] for n in names]
-        for s in ordered:
-            load_style_image(s, 16)
-    except (KeyError, StyleError, OSError, ValueError):
-        return None
-    return ordered
 
 
 def student_init(path: str, names: Sequence[str], net: torch.nn.Module) -> dict[str, Tensor]:
@@ -140,7 +119,7 @@ class DistillModule(pl.LightningModule):
         if init:
             self.net.load_state_dict(student_init(init, self.style_names, self.net))
         self.loss = perceptual_loss_from(self.hparams)
-        specs = teacher_style_specs(self.base)
+        specs = recorded_style_specs(self.base)
         if usual_weight is None:
             usual_weight = 1.0 if specs is not None else 0.0
             if specs is None:

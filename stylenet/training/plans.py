@@ -156,7 +156,9 @@ class ArbitraryPlan:
                 base=self.base_path, train_network=bool(a.train_network), hidden=int(a.hidden),
                 embedding=int(a.embedding), style_size=int(cfg.data.style_size),
                 lr=float(a.lr), network_lr=float(a.network_lr),
-                encoder_from=a.get("encoder_from") or None, **loss_optim_kwargs(cfg), **kw,
+                encoder_from=a.get("encoder_from") or None, init=a.get("init") or None,
+                anchor_weight=float(a.get("anchor_weight") or 0.0),
+                **loss_optim_kwargs(cfg), **kw,
             )  # fmt: skip
         except OptionError as e:
             raise _config_error(e) from e
@@ -176,6 +178,9 @@ class ArbitraryPlan:
         history = [*self.base.get("history", []), {
             "event": "predictor trained", "date": now_iso(), "steps": steps,
             "network": "trained too" if module.hparams.train_network else "unchanged",
+            **({"init": str(module.hparams.init)} if module.hparams.init else {}),
+            **({"anchor_weight": float(module.hparams.anchor_weight)}
+               if module.hparams.anchor_weight else {}),
         }]  # fmt: skip
         return thumbs, history
 
