@@ -726,7 +726,7 @@ def test_every_norm_weighs_alike_in_the_anchor_term(compose, tiny_overrides, tex
                    "arbitrary.anchor_weight=1"])  # fmt: skip
     module = make_plan(cfg, []).build_module(cfg)
     module.build_anchors()
-    targets = module.anchor_targets[module.anchor_rows]
+    targets = module.anchor_targets
     widths = list(module.predictor.config.channels)
     start = {i: sum(widths[:i]) for i in range(len(widths))}
     widest = max(range(len(widths)), key=widths.__getitem__)

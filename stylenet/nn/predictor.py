@@ -126,17 +126,26 @@ class StylePredictor(nn.Module):
         """Start from ``other``'s standardisation and encoder (a predictor trained for another
         network over the same VGG statistics); this predictor's decoder is left as it is. Raises
         ``ValueError`` naming what differs when the two read different inputs."""
+        self._check_same(other, ("layers", "hidden", "embedding", "style_size"))
+        with torch.no_grad():
+            self.stat_mean.copy_(other.stat_mean)
+            self.stat_std.copy_(other.stat_std)
+        self.encoder.load_state_dict(other.encoder.state_dict())
+
+    def adopt(self, other: StylePredictor) -> None:
+        """Start from all of ``other`` (a trained predictor for a network with these norms).
+        Raises ``ValueError`` naming what differs when it does not fit."""
+        self._check_same(other, ("channels", "layers", "hidden", "embedding", "style_size"))
+        self.load_state_dict(other.state_dict())
+
+    def _check_same(self, other: StylePredictor, fields: Sequence[str]) -> None:
         mine, theirs = self.config, other.config
-        for field in ("layers", "hidden", "embedding", "style_size"):
+        for field in fields:
             if getattr(mine, field) != getattr(theirs, field):
                 raise ValueError(
                     f"its {field} is {getattr(theirs, field)!r}, this predictor's "
                     f"{getattr(mine, field)!r}"
                 )
-        with torch.no_grad():
-            self.stat_mean.copy_(other.stat_mean)
-            self.stat_std.copy_(other.stat_std)
-        self.encoder.load_state_dict(other.encoder.state_dict())
 
     def embed(self, stats: Tensor) -> Tensor:
         """``[B, width]`` statistics -> ``[B, embedding]``."""

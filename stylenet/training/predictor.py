@@ -111,10 +111,12 @@ class PredictorModule(pl.LightningModule):
         if init:
             self._adopt_predictor(init)
         self.anchor_specs = self._anchor_specs(float(anchor_weight))
-        # Per anchor view: the VGG statistics and the index of the painting's trained row (built
-        # at the start of fitting, on the run's device; never saved).
+        # Per anchor view: the VGG statistics and its painting's trained row; and the spread of
+        # each parameter over the bank's rows (built at the start of fitting, on the run's
+        # device; never saved).
         self.anchor_stats: Tensor | None = None
-        self.anchor_rows: Tensor | None = None
+        self.anchor_targets: Tensor | None = None
+        self.anchor_spread: Tensor | None = None
         self.loss = perceptual_loss_from(self.hparams)
         # The predictor's input statistics and the Gram targets come from an fp32 VGG whatever
         # ``vgg_dtype`` says: at run time a style image's statistics are computed in fp32, and
@@ -164,17 +166,12 @@ class PredictorModule(pl.LightningModule):
             raise OptionError(
                 f"{path} has no style predictor to start from", option="arbitrary.init"
             )
-        mine, theirs = self.predictor.config, other.config
-        if mine != theirs:
-            field = next(
-                f for f in ("channels", "layers", "hidden", "embedding", "style_size")
-                if getattr(mine, f) != getattr(theirs, f)
-            )  # fmt: skip
+        try:
+            self.predictor.adopt(other)
+        except ValueError as e:
             raise OptionError(
-                f"the predictor of {path} has {field} {getattr(theirs, field)!r}, this run's "
-                f"{getattr(mine, field)!r}", option="arbitrary.init",
-            )  # fmt: skip
-        self.predictor.load_state_dict(other.state_dict())
+                f"the predictor of {path} does not fit: {e}", option="arbitrary.init"
+            ) from e
         self.normalised.fill_(True)
 
     def _anchor_specs(self, weight: float) -> list | None:
@@ -214,9 +211,8 @@ class PredictorModule(pl.LightningModule):
             rows += [k] * int(self.hparams.anchor_views)
         stats = [self.style_stats(v[None].to(self.device))[0] for v in views]
         self.anchor_stats = torch.cat(stats)
-        self.anchor_rows = torch.tensor(rows, device=self.device)
         targets = bank_rows(self.net).to(self.device)
-        self.anchor_targets = targets
+        self.anchor_targets = targets[torch.tensor(rows, device=self.device)]
         # Each parameter in units of its spread over the bank's rows (a gamma of relu1 and a beta
         # of the last block differ by orders of magnitude); a parameter the rows hardly vary is
         # measured against a tenth of the median spread, not its own.
@@ -232,9 +228,9 @@ class PredictorModule(pl.LightningModule):
         (cafe_terrace, bank_all.pt) still scored 2.42x the trained row's loss; the trained
         row's last norm alone in its place brought that to 1.17x (one-off check, 4 held-out
         photos at 384 px)."""
-        assert self.anchor_stats is not None and self.anchor_rows is not None
+        assert self.anchor_stats is not None
         pred = self.predictor.vector(self.anchor_stats)
-        diff = (pred - self.anchor_targets[self.anchor_rows]) / self.anchor_spread
+        diff = (pred - self.anchor_targets) / self.anchor_spread
         widths = list(self.predictor.config.channels) * 2  # gammas, then betas
         groups = torch.split(diff.pow(2), widths, dim=1)
         return torch.stack([g.mean() for g in groups]).mean()
