@@ -392,6 +392,110 @@ def test_training_a_predictor_lowers_its_loss_and_a_grown_row_starts_from_it(
     assert losses["predict"] < losses["mean"], losses
 
 
+def overshooting_bank(path: Path) -> Path:
+    """A bank whose predictor overshoots: its rows for any image lie far past the mean row."""
+    net = random_network(2)
+    p = spread_predictor(net)
+    with torch.no_grad():
+        p.decoder.bias.normal_(std=2.0, generator=torch.Generator().manual_seed(3))
+    payload = {"predictor": predictor_payload(p, 5, {"styles": "test"})}
+    return export_inference_checkpoint(net, NAMES, path, extra=payload)
+
+
+def grow_setup(compose, overrides: list[str], base: Path, painting: Path, blends: str):
+    from stylenet.data.styles import specs_from_config
+    from stylenet.training.build import build_datamodule
+    from stylenet.training.plans import make_plan
+
+    keep = [o for o in overrides if not o.startswith(("model", "name="))]
+    cfg = compose([*keep, f"style={painting}", f"finetune.from={base}", "finetune.init=predict",
+                   f"finetune.start_blends={blends}", "loss.style_weight=1e8"], hydra=True)  # fmt: skip
+    plan = make_plan(cfg, specs_from_config(cfg.style))
+    return cfg, plan, plan.build_module(cfg).eval(), build_datamodule(cfg)
+
+
+def norm_rows(net, row: int) -> list[torch.Tensor]:
+    return [t[row].detach().clone() for n in net.norms() for t in (n.gamma, n.beta)]
+
+
+def test_a_predicted_start_moves_to_the_best_point_towards_the_mean_row(
+    compose, tiny_overrides, tmp_path
+):
+    base = overshooting_bank(tmp_path / "base.pt")
+    painting = make_photo(tmp_path / "painting.png", (48, 48), seed=7)
+    # [1.0]: the prediction as it is.
+    cfg, plan, module, dm = grow_setup(compose, tiny_overrides, base, painting, "[1.0]")
+    row = plan.names.index("painting")
+    predicted = norm_rows(module.net, row)
+    plan.before_fit(cfg, module, dm, resuming=False)
+    assert all(
+        torch.equal(a, b) for a, b in zip(norm_rows(module.net, row), predicted, strict=True)
+    )
+
+    blends = [0.0, 0.25, 0.5, 0.75, 1.0]
+    cfg, plan, module, dm = grow_setup(compose, tiny_overrides, base, painting, str(blends))
+    # The mean row from the base file, and the loss at each point computed here.
+    sd = read_checkpoint(base)["state_dict"]
+    names = {id(m): n for n, m in module.net.named_modules()}
+    mean = [
+        sd[f"{names[id(n)]}.{p}"].mean(0) for n in module.net.norms() for p in ("gamma", "beta")
+    ]
+    photos = dm.training_images(8)
+    assert photos.shape[0] == 5  # every training photo of the tiny set (7, less 2 for samples)
+    params = [t for n in module.net.norms() for t in (n.gamma, n.beta)]
+
+    def loss_at(t: float) -> float:
+        with torch.no_grad():
+            for prm, m, q in zip(params, mean, predicted, strict=True):
+                prm[row] = m + t * (q - m)
+            y = module.net(photos, module.net.one_hot(row, len(photos)))
+            return float(module.loss(y, photos, torch.zeros(len(photos), dtype=torch.long))["loss"])
+
+    losses = {t: loss_at(t) for t in blends}
+    best = min(losses, key=losses.__getitem__)
+    assert best < 1.0 and losses[best] < 0.9 * losses[1.0], losses  # the prediction overshoots
+    with torch.no_grad():
+        for prm, q in zip(params, predicted, strict=True):
+            prm[row] = q
+    plan.before_fit(cfg, module, dm, resuming=True)  # a resumed run keeps its own rows
+    assert all(
+        torch.equal(a, b) for a, b in zip(norm_rows(module.net, row), predicted, strict=True)
+    )
+    plan.before_fit(cfg, module, dm, resuming=False)
+    start = plan.growth.starts["painting"]
+    assert start["blend"] == best
+    assert start["predicted"] == pytest.approx(losses[1.0], rel=1e-5)
+    assert start["mean"] == pytest.approx(losses[0.0], rel=1e-5)
+    for now, m, q in zip(norm_rows(module.net, row), mean, predicted, strict=True):
+        assert torch.allclose(now, m + best * (q - m), atol=1e-6)
+
+
+def test_a_grown_bank_records_where_its_rows_started(compose, tiny_overrides, tmp_path):
+    from stylenet.training.run import train
+
+    base = overshooting_bank(tmp_path / "base.pt")
+    painting = make_photo(tmp_path / "painting.png", (48, 48), seed=7)
+    keep = [o for o in tiny_overrides if not o.startswith(("model", "name=", "trainer.max_steps"))]
+    cfg = compose([*keep, f"style={painting}", f"finetune.from={base}", "trainer.max_steps=2",
+                   "loss.style_weight=1e8"], hydra=True)  # fmt: skip
+    res = train(cfg)
+    entry = read_checkpoint(res.export_path)["history"][-1]
+    assert (
+        entry["init"] == "predict"
+        and entry["starts"]["painting"]["blend"] in cfg.finetune.start_blends
+    )
+
+
+@pytest.mark.parametrize("blends", ["[2.0]", "[-0.5,1.0]", "[a]"])
+def test_bad_start_blends_are_one_line(compose, tiny_overrides, tmp_path, blends):
+    from stylenet.errors import OptionError
+
+    base = overshooting_bank(tmp_path / "base.pt")
+    painting = make_photo(tmp_path / "painting.png", (48, 48), seed=7)
+    with pytest.raises(OptionError, match="finetune.start_blends"):
+        grow_setup(compose, tiny_overrides, base, painting, blends)
+
+
 def test_an_image_file_is_a_style_on_the_train_command_line():
     from stylenet.runtime.hydra import launch_overrides
 

@@ -353,6 +353,21 @@ def resolve_data_path(path: str | os.PathLike | None) -> Path | None:
     return p
 
 
+def _squares(files: Sequence[Path], size: int, what: str) -> Tensor:
+    """``files`` resized to ``size`` on the shorter side and centre-cropped square, [N, 3, s, s];
+    an unreadable file is logged and left out."""
+    out = []
+    for p in files:
+        try:
+            img = load_image(p)
+        except ImageReadError as e:
+            log.warning("%s: %s", what, e)
+            continue
+        t = TF.resize(image_to_tensor(img), size, antialias=True)
+        out.append(TF.center_crop(t, [size, size]))
+    return torch.stack(out) if out else torch.empty(0, 3, size, size)
+
+
 class ContentDataModule(pl.LightningDataModule):
     """Train split of the content set plus a few held-out photos for the sample grid."""
 
@@ -489,17 +504,15 @@ class ContentDataModule(pl.LightningDataModule):
     def sample_images(self) -> Tensor:
         """Held-out photos, centre-cropped squares of ``sample_size``: [N, 3, s, s]."""
         self.prepare()
-        out = []
-        for p in self.sample_files:
-            try:
-                img = load_image(p)
-            except ImageReadError as e:
-                log.warning("sample grid: %s", e)
-                continue
-            t = image_to_tensor(img)
-            t = TF.resize(t, self.sample_size, antialias=True)
-            out.append(TF.center_crop(t, [self.sample_size, self.sample_size]))
-        return torch.stack(out) if out else torch.empty(0, 3, self.sample_size, self.sample_size)
+        return _squares(self.sample_files, self.sample_size, "sample grid")
+
+    def training_images(self, n: int) -> Tensor:
+        """``n`` training photos spread evenly over the set, centre-cropped squares of the crop
+        size: [<=n, 3, s, s] (a fixed batch to compare starting points on)."""
+        self.prepare()
+        files = self.train_files
+        picked = [files[i * len(files) // n] for i in range(min(n, len(files)))] if n > 0 else []
+        return _squares(picked, self.image_size, "training photos")
 
     def train_dataloader(self) -> DataLoader:
         return self.loader(self.train_set, collate)

@@ -35,7 +35,21 @@ from stylenet.training.build import _config_error, _model_overrides, build_modul
 from stylenet.training.module import StyleTransferModule
 
 
-class FreshPlan:
+class BasePlan:
+    """What every plan does unless it says otherwise."""
+
+    def before_fit(self, cfg: DictConfig, module: Any, dm: Any, resuming: bool) -> None:  # noqa: ANN401
+        """Work on the built module with the photos at hand, before the first step (a resumed
+        run restores its state from its checkpoint instead)."""
+        del cfg, module, dm, resuming
+
+    def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:  # noqa: ANN401
+        """Entries the exported file has beside the network (a predictor)."""
+        del module, steps, train_config
+        return {}
+
+
+class FreshPlan(BasePlan):
     """A new network for ``specs``, one row each, in their order."""
 
     def __init__(self, cfg: DictConfig, specs: list[StyleSpec]) -> None:
@@ -59,13 +73,8 @@ class FreshPlan:
                     "steps": steps}]  # fmt: skip
         return thumbs, history
 
-    def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:
-        """Entries the exported file has beside the network (a predictor)."""
-        del module, steps, train_config
-        return {}
 
-
-class GrowPlan:
+class GrowPlan(BasePlan):
     """New rows for ``specs`` in the exported bank ``finetune.from`` (everything checked first)."""
 
     def __init__(self, cfg: DictConfig, specs: list[StyleSpec]) -> None:
@@ -84,6 +93,8 @@ class GrowPlan:
         )  # fmt: skip
         self.model_args = self.growth.model_args
         self.names = self.growth.names
+        self.start_blends = _start_blends(ft.get("start_blends"))
+        self.start_photos = int(ft.get("start_photos", 0) or 0)
 
     def build_module(self, cfg: DictConfig, **kw: Any) -> StyleTransferModule:
         from stylenet.training.grow import grow_network
@@ -99,6 +110,23 @@ class GrowPlan:
         grown = grow_network(g, module.loss, int(cfg.style_size))
         module.net.load_state_dict(grown.state_dict())
         return module
+
+    def before_fit(
+        self,
+        cfg: DictConfig,
+        module: StyleTransferModule,
+        dm: Any,  # noqa: ANN401
+        resuming: bool,
+    ) -> None:
+        """init=predict: each new row starts at the best point between the mean row and its
+        prediction on a few training photos (``finetune.start_blends``)."""
+        from stylenet.training.grow import choose_predicted_starts
+
+        del cfg
+        if resuming or self.growth.init != "predict" or self.start_photos <= 0:
+            return
+        photos = dm.training_images(self.start_photos)
+        choose_predicted_starts(self.growth, module, photos, self.start_blends)
 
     def export_parts(
         self, module: StyleTransferModule, steps: int, train_config: dict[str, Any]
@@ -125,6 +153,23 @@ class GrowPlan:
         return {PREDICTOR_KEY: entry} if entry else {}
 
 
+def _start_blends(value: Any) -> list[float]:  # noqa: ANN401
+    """``finetune.start_blends`` as floats within 0..1 (0: the mean row, 1: the prediction)."""
+    if value is None:
+        return []
+    items = list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else [value]
+    try:
+        out = [float(v) for v in items]
+    except (TypeError, ValueError):
+        out = []
+    if len(out) != len(items) or not all(0.0 <= v <= 1.0 for v in out):
+        raise OptionError(
+            f"must be a list of numbers within 0..1 (0: the mean row, 1: the predicted row), "
+            f"got {items}", option="finetune.start_blends",
+        )  # fmt: skip
+    return out
+
+
 def _exported_bank(cfg: DictConfig, key: str, why: str) -> tuple[str, dict[str, Any]]:
     """The path and contents of the exported bank that option ``key`` names (one line if unset)."""
     from stylenet.checkpoints.format import read_checkpoint
@@ -135,7 +180,7 @@ def _exported_bank(cfg: DictConfig, key: str, why: str) -> tuple[str, dict[str, 
     return str(path), read_checkpoint(str(path))
 
 
-class ArbitraryPlan:
+class ArbitraryPlan(BasePlan):
     """A style predictor for the exported bank ``arbitrary.from`` (the bank's names, rows and
     model arguments unchanged; its convolutions too unless ``arbitrary.train_network``)."""
 
@@ -206,7 +251,7 @@ class ArbitraryPlan:
         return out
 
 
-class DistillPlan:
+class DistillPlan(BasePlan):
     """A new network (the ``model`` group) for every style of the exported bank
     ``distill.teacher``, in the teacher's order and under its names."""
 

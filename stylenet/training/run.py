@@ -216,6 +216,7 @@ def _train(
     )
     module = plan.build_module(cfg, nan_check_every=nan_every, vgg_dtype=vgg_dtype)
     module.checkpoint_every = every_ckpt
+    plan.before_fit(cfg, module, dm, resuming=resume is not None)
     if compile_mode == "on" or (compile_mode == "auto" and cuda):
         # Static shapes (every crop is image_size): one graph each for the network and the VGG.
         module.net.compile(dynamic=False)
