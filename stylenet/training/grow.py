@@ -253,15 +253,12 @@ def choose_predicted_starts(
     _, t_rows, _ = plan.training_styles()
     device = next(net.parameters()).device
     x = photos.to(device)
+    means = [
+        tuple(base_sd[f"{names[id(n)]}.{p}"].float().mean(0).to(n.gamma) for p in ("gamma", "beta"))
+        for n in norms
+    ]
     out: dict[str, dict[str, float]] = {}
     for spec, row in zip(plan.new_specs, plan.new_rows, strict=True):
-        means = [
-            tuple(
-                base_sd[f"{names[id(n)]}.{p}"].float().mean(0).to(n.gamma)
-                for p in ("gamma", "beta")
-            )
-            for n in norms
-        ]
         preds = [(n.gamma[row].clone(), n.beta[row].clone()) for n in norms]
         k = torch.full((x.shape[0],), t_rows.index(row), dtype=torch.long, device=device)
         mix = net.one_hot(row, x.shape[0]).to(device, x.dtype)
