@@ -54,6 +54,13 @@ def stats_width(layers: Sequence[str]) -> int:
     return 2 * sum(LAYERS[n].channels for n in layers)
 
 
+def floored_spread(spread: Tensor) -> Tensor:
+    """Per-value spreads with a floor of a tenth of their median: a value that hardly varies over
+    the sample is measured against that, not its own near-zero spread, so a small difference
+    does not come out orders of magnitude too large."""
+    return spread.clamp_min(max(0.1 * float(spread.median()), 1e-6))
+
+
 @dataclass(frozen=True)
 class PredictorConfig:
     """What rebuilds a predictor from a checkpoint (its ``predictor.args``)."""
@@ -118,9 +125,8 @@ class StylePredictor(nn.Module):
         that hardly varies over the sample (a channel that is dead for every style seen) is
         divided by a tenth of the median spread instead of its own, so a new image whose value
         differs a little does not send the encoder's input off by orders of magnitude."""
-        std = stats.std(0)
         self.stat_mean.copy_(stats.mean(0))
-        self.stat_std.copy_(std.clamp_min(max(0.1 * float(std.median()), 1e-6)))
+        self.stat_std.copy_(floored_spread(stats.std(0)))
 
     def adopt_encoder(self, other: StylePredictor) -> None:
         """Start from ``other``'s standardisation and encoder (a predictor trained for another

@@ -262,16 +262,18 @@ def choose_predicted_starts(
         preds = [(n.gamma[row].clone(), n.beta[row].clone()) for n in norms]
         k = torch.full((x.shape[0],), t_rows.index(row), dtype=torch.long, device=device)
         mix = net.one_hot(row, x.shape[0]).to(device, x.dtype)
-        losses: dict[float, float] = {}
-        for t in blends:
+
+        def place(t: float, row: int = row, preds: list = preds) -> None:
             for n, (gm, bm), (gp, bp) in zip(norms, means, preds, strict=True):
-                n.gamma[row] = gm + float(t) * (gp - gm)
-                n.beta[row] = bm + float(t) * (bp - bm)
-            losses[float(t)] = float(module.loss(net(x, mix), x, k)["loss"])
+                n.gamma[row] = gm + t * (gp - gm)
+                n.beta[row] = bm + t * (bp - bm)
+
+        losses: dict[float, float] = {}
+        for t in map(float, blends):
+            place(t)
+            losses[t] = float(module.loss(net(x, mix), x, k)["loss"])
         best = min(losses, key=losses.__getitem__)
-        for n, (gm, bm), (gp, bp) in zip(norms, means, preds, strict=True):
-            n.gamma[row] = gm + best * (gp - gm)
-            n.beta[row] = bm + best * (bp - bm)
+        place(best)
         info = {"blend": best, "loss": losses[best]}
         if 0.0 in losses:
             info["mean"] = losses[0.0]

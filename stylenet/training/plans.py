@@ -160,9 +160,10 @@ def _start_blends(value: Any) -> list[float]:  # noqa: ANN401
     items = list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else [value]
     try:
         out = [float(v) for v in items]
+        ok = all(0.0 <= v <= 1.0 for v in out)
     except (TypeError, ValueError):
-        out = []
-    if len(out) != len(items) or not all(0.0 <= v <= 1.0 for v in out):
+        ok = False
+    if not ok:
         raise OptionError(
             f"must be a list of numbers within 0..1 (0: the mean row, 1: the predicted row), "
             f"got {items}", option="finetune.start_blends",

@@ -29,6 +29,7 @@ from stylenet.nn.predictor import (
     HIDDEN,
     StylePredictor,
     bank_rows,
+    floored_spread,
     style_statistics,
 )
 from stylenet.nn.vgg import DEFAULT_CONTENT_LAYERS, default_layer_weights
@@ -107,9 +108,9 @@ class PredictorModule(pl.LightningModule):
                 "encoder), not both", option="arbitrary.init",
             )  # fmt: skip
         if encoder_from:
-            self._adopt_encoder(encoder_from)
+            self._start_from(encoder_from, whole=False)
         if init:
-            self._adopt_predictor(init)
+            self._start_from(init, whole=True)
         self.anchor_specs = self._anchor_specs(float(anchor_weight))
         # Per anchor view: the VGG statistics and its painting's trained row; and the spread of
         # each parameter over the bank's rows (built at the start of fitting, on the run's
@@ -136,42 +137,27 @@ class PredictorModule(pl.LightningModule):
         self.interrupted_step: int | None = None
         self.style_samples: Tensor | None = None
 
-    def _adopt_encoder(self, path: str) -> None:
-        """``arbitrary.encoder_from``: the standardisation and encoder of another bank's trained
-        predictor (the decoder still starts at this bank's mean row). The encoder was trained on
-        that standardisation, so it is kept rather than measured again at the start."""
+    def _start_from(self, path: str, whole: bool) -> None:
+        """Start from the trained predictor of the exported bank ``path``: all of it
+        (``arbitrary.init``: carry on training a predictor for a network with this bank's norms,
+        usually ``arbitrary.from`` itself), or its standardisation and encoder
+        (``arbitrary.encoder_from``: the decoder still starts at this bank's mean row). Either way
+        the encoder was trained on that standardisation, so it is kept rather than measured again
+        at the start."""
         from stylenet.errors import OptionError
 
+        option, start, misfit = (
+            ("arbitrary.init", "to start from", "does not fit")
+            if whole
+            else ("arbitrary.encoder_from", "to start the encoder from", "reads other inputs")
+        )
         other = read_predictor(read_checkpoint(path), path)
         if other is None:
-            raise OptionError(
-                f"{path} has no style predictor to start the encoder from",
-                option="arbitrary.encoder_from",
-            )
+            raise OptionError(f"{path} has no style predictor {start}", option=option)
         try:
-            self.predictor.adopt_encoder(other)
+            (self.predictor.adopt if whole else self.predictor.adopt_encoder)(other)
         except ValueError as e:
-            raise OptionError(
-                f"the predictor of {path} reads other inputs: {e}", option="arbitrary.encoder_from"
-            ) from e
-        self.normalised.fill_(True)
-
-    def _adopt_predictor(self, path: str) -> None:
-        """``arbitrary.init``: carry on training the predictor of an exported bank whose network
-        has this bank's norms (usually ``arbitrary.from`` itself)."""
-        from stylenet.errors import OptionError
-
-        other = read_predictor(read_checkpoint(path), path)
-        if other is None:
-            raise OptionError(
-                f"{path} has no style predictor to start from", option="arbitrary.init"
-            )
-        try:
-            self.predictor.adopt(other)
-        except ValueError as e:
-            raise OptionError(
-                f"the predictor of {path} does not fit: {e}", option="arbitrary.init"
-            ) from e
+            raise OptionError(f"the predictor of {path} {misfit}: {e}", option=option) from e
         self.normalised.fill_(True)
 
     def _anchor_specs(self, weight: float) -> list | None:
@@ -217,7 +203,7 @@ class PredictorModule(pl.LightningModule):
         # of the last block differ by orders of magnitude); a parameter the rows hardly vary is
         # measured against a tenth of the median spread, not its own.
         spread = targets.std(0) if len(targets) > 1 else torch.ones_like(targets[0])
-        self.anchor_spread = spread.clamp_min(max(0.1 * float(spread.median()), 1e-6))
+        self.anchor_spread = floored_spread(spread)
 
     def anchor_term(self) -> Tensor:
         """Squared distance of the predicted rows of the paintings' views from their trained
