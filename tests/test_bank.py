@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from stylenet.checkpoints.bank import merge, remove, rename, reorder
@@ -110,6 +111,62 @@ def test_errors_before_training(compose, tiny_overrides, base, tmp_path, monkeyp
         plan_finetune(base, specs, model_overrides={"base_channels": 32, "num_res_blocks": 1})
     with pytest.raises(StylenetError, match="finetune.mode"):
         plan_finetune(base, specs, mode="some")
+
+
+class CropSizes(pl.Callback):
+    """The spatial sizes of the training batches a run saw."""
+
+    def __init__(self) -> None:
+        self.sizes: set[tuple[int, int]] = set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        self.sizes.add(tuple(batch["image"].shape[-2:]))
+
+
+def test_grown_rows_train_as_the_base_rows_did(compose, tiny_overrides, tmp_path):
+    """finetune.match_base=true: new rows take the crop size, painting size and loss weights the
+    base records; by default they keep the run's own. The grown file records every style's
+    painting size either way."""
+    from stylenet.training.plans import make_plan
+
+    recorded_loss = {"content_weight": 2.0e4, "style_weight": 3.0e9, "tv_weight": 0.0,
+                     "style_layers": {"relu1_2": 1.0, "relu2_2": 0.5}}  # fmt: skip
+    base = tmp_path / "base.pt"
+    export_inference_checkpoint(
+        random_network(2), BASE_NAMES, base,
+        train_config={"style": {n: {"image": f"{n}.jpg"} for n in BASE_NAMES}, "style_size": 40,
+                      "loss": recorded_loss, "data": {"image_size": 24}},
+    )  # fmt: skip
+    ov = _ft(tiny_overrides, base, "style=the_scream", "trainer.max_steps=2",
+             "finetune.match_base=true")  # fmt: skip
+    cfg = compose(ov)
+    run_weight = cfg.loss.style_weight
+    assert cfg.style_size == 48 and run_weight != 3.0e9  # the run's own
+    specs = specs_from_config(cfg.style)
+    module = make_plan(cfg, specs).build_module(cfg)
+    assert module.hparams.style_size == 40
+    assert module.hparams.style_weight == 3.0e9 and module.hparams.content_weight == 2.0e4
+    assert dict(module.hparams.style_layers) == recorded_loss["style_layers"]
+
+    crops = CropSizes()
+    raw = torch.load(train(compose(ov), extra_callbacks=[crops]).export_path, weights_only=True)
+    assert crops.sizes == {(24, 24)}  # the base's crops, not the run's 32 px
+    tc = raw["train_config"]
+    assert tc["style_size"] == 40 and tc["loss"]["style_weight"] == 3.0e9
+    assert tc["data"]["image_size"] == 24
+    assert {n: e["size"] for n, e in tc["style"].items()} == {
+        "starry_night": 40, "night_cafe": 40, "the_scream": 40}  # fmt: skip
+
+    own = [*ov[:-1], "name=own", "ckpt_path=null"]  # the default: the run's own values
+    cfg = compose(own)
+    module = make_plan(cfg, specs).build_module(cfg)
+    assert module.hparams.style_size == 48 and module.hparams.style_weight == run_weight
+    crops = CropSizes()
+    tc = torch.load(train(compose(own), extra_callbacks=[crops]).export_path,
+                    weights_only=True)["train_config"]  # fmt: skip
+    assert crops.sizes == {(32, 32)}
+    assert {n: e["size"] for n, e in tc["style"].items()} == {
+        "starry_night": 40, "night_cafe": 40, "the_scream": 48}  # fmt: skip
 
 
 def test_replace_retrains_a_row(compose, tiny_overrides, base):

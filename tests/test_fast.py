@@ -182,7 +182,9 @@ def test_distill_init_starts_from_an_exported_student(
     from stylenet.io.files import sha256_file
     from stylenet.training.plans import make_plan
 
-    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"])
+    # The teacher's recorded painting size and loss weights are the run's (and its record's).
+    recorded = {"style_size": 40, "loss": {"style_weight": 3.0e9, "content_weight": 2.0e4}}
+    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"], train_config=recorded)
     student = random_network(2, 8, 1, seed=7, **FAST)
     init = tmp_path / "student.pt"
     before = {"event": "distilled", "steps": 5, "teacher": "t.pt"}
@@ -191,7 +193,11 @@ def test_distill_init_starts_from_an_exported_student(
     ov += ["experiment=distill", f"distill.teacher={teacher}", "model.base_channels=8",
            "model.num_res_blocks=1", f"distill.init={init}"]  # fmt: skip
     cfg = compose(ov, hydra=True)
+    assert cfg.style_size != 40 and cfg.loss.style_weight != 3.0e9
     module = make_plan(cfg, []).build_module(cfg)
+    assert cfg.style_size == 40 and cfg.loss.style_weight == 3.0e9
+    assert module.hparams.style_size == 40 and module.hparams.style_weight == 3.0e9
+    assert module.hparams.content_weight == 2.0e4
     for k, v in student.state_dict().items():
         assert torch.equal(module.net.state_dict()[k], v), k
     # The export's history: the teacher's, the starting student's distillations, then this run.

@@ -22,6 +22,7 @@ A new kind of training is one more class here with the same members and one more
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,8 @@ from stylenet.errors import OptionError, TrainingError
 from stylenet.io.files import sha256_file
 from stylenet.training.build import _config_error, _model_overrides, build_module
 from stylenet.training.module import StyleTransferModule
+
+log = logging.getLogger(__name__)
 
 
 class BasePlan:
@@ -93,6 +96,13 @@ class GrowPlan(BasePlan):
         )  # fmt: skip
         self.model_args = self.growth.model_args
         self.names = self.growth.names
+        if bool(ft.get("match_base", False)):
+            changed = adopt_bank_recipe(cfg, self.growth.base, crop_size=True)
+            if changed:
+                log.info(
+                    "new rows train as %s's own rows did (finetune.match_base): %s",
+                    ft["from"], _changes(changed),
+                )  # fmt: skip
         self.start_blends = _start_blends(ft.get("start_blends"))
         self.start_photos = int(ft.get("start_photos", 0) or 0)
 
@@ -140,9 +150,13 @@ class GrowPlan(BasePlan):
         for spec, row in zip(g.new_specs, g.new_rows, strict=True):
             thumbs[row] = make_thumbnail(spec.path())
         history = [*g.base.get("history", []), history_entry(g, steps)]
-        # The grown bank's style entries: the base's, then the new ones.
-        base_styles = dict((g.base.get("train_config") or {}).get("style") or {})
-        train_config["style"] = {**base_styles, **train_config.get("style", {})}
+        # The grown bank's style entries: the base's, then the new ones, each with the painting
+        # size its row was trained at (the base's may differ from this run's: match_base=false).
+        base_tc = g.base.get("train_config") or {}
+        train_config["style"] = {
+            **_sized(base_tc.get("style"), base_tc.get("style_size")),
+            **_sized(train_config.get("style"), train_config.get("style_size")),
+        }
         return thumbs, history
 
     def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:
@@ -266,12 +280,16 @@ class DistillPlan(BasePlan):
             **OmegaConf.to_container(cfg.model, resolve=True),
             "num_styles": len(self.names),
         }
+        # The usual loss is the teacher's own (its layers, weights and painting size), and the
+        # run records it as its own: a student grown later trains its new rows the same way.
+        changed = adopt_bank_recipe(cfg, self.teacher)
+        if changed:
+            log.info("the loss is the teacher's own: %s", _changes(changed))
 
     def build_module(self, cfg: DictConfig, **kw: Any) -> Any:  # noqa: ANN401
         from stylenet.training.distill import DistillModule
 
         d = cfg.distill
-        tc = self.teacher.get("train_config") or {}
         usual = d.get("usual_weight")
         try:
             return DistillModule(
@@ -279,9 +297,8 @@ class DistillPlan(BasePlan):
                 model=OmegaConf.to_container(cfg.model, resolve=True),
                 init=d.get("init") or None, pixel_weight=float(d.pixel_weight), teacher_weight=float(d.teacher_weight),
                 usual_weight=None if usual is None else float(usual),
-                # The usual loss is the teacher's own: its layers, weights and painting size.
-                style_size=int(tc.get("style_size") or cfg.style_size), lr=float(cfg.optim.lr),
-                **loss_optim_kwargs(cfg, tc.get("loss") or {}), **kw,
+                style_size=int(cfg.style_size), lr=float(cfg.optim.lr),
+                **loss_optim_kwargs(cfg), **kw,
             )  # fmt: skip
         except OptionError as e:
             raise _config_error(e) from e
@@ -317,20 +334,79 @@ class DistillPlan(BasePlan):
         return {}
 
 
-def loss_optim_kwargs(cfg: DictConfig, loss: Mapping[str, Any] | None = None) -> dict[str, Any]:
+# What a bank records of the loss its rows were trained with (``adopt_bank_recipe``).
+RECORDED_LOSS_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight",
+                      "tv_weight")  # fmt: skip
+
+
+def adopt_bank_recipe(
+    cfg: DictConfig, bank: Mapping[str, Any], crop_size: bool = False
+) -> dict[str, tuple[Any, Any]]:
+    """Set ``cfg``'s painting size (``style_size``), loss layers and weights and, with
+    ``crop_size``, its crop size (``data.image_size``) to those the exported ``bank`` records of
+    its own training, where it records them; returns each key changed as (this run's value, the
+    bank's). Called by a plan before the run records its config, so the record says what the run
+    trained with.
+
+    The painting size sets the scale of the strokes a row learns, its ratio to the crop the share
+    of the painting a crop is matched against, and the style weight the strength. New rows for
+    checkpoints/bank_all.pt (recorded: 256 px crops, paintings at 512 px, style weight 1e10),
+    from the prediction on 2 CPU cores, scored on 12 held-out photos at 512 px, against 150 steps
+    of the CPU defaults (128 px crops, paintings at 256 px, 2e9), composition_viii and the mosaic:
+    the bank's recipe (150 steps, 344 s) 0.83x and 0.57x the evaluation loss, 0.94x and 0.92x the
+    peer's Gram distance; the defaults for the same time (600 steps, 321 s) 0.92x and 0.98x the
+    loss, 0.41x and 0.49x the Gram distance (BENCHMARKS.md, "Growing a bank at its own scale").
+    Re-growing the row of entrance_hall_saint_paul_hospital in checkpoints/bank_all-fast.pt
+    (256 px crops both times) took its loss over bank_all.pt's from 1.350x to 1.306x with the
+    paintings at 512 px, and to 1.760x at 256 px."""
+    tc = bank.get("train_config") or {}
+    loss = tc.get("loss") or {}
+    recorded = {"style_size": tc.get("style_size"),
+                **{f"loss.{k}": loss.get(k) for k in RECORDED_LOSS_KEYS}}  # fmt: skip
+    if crop_size:
+        recorded["data.image_size"] = (tc.get("data") or {}).get("image_size")
+    changed: dict[str, tuple[Any, Any]] = {}
+    for key, value in recorded.items():
+        if value is None:
+            continue
+        old = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(old):
+            old = OmegaConf.to_container(old, resolve=True)
+        if old != value:
+            OmegaConf.update(cfg, key, value, merge=False)
+            changed[key] = (old, value)
+    return changed
+
+
+def _changes(changed: Mapping[str, tuple[Any, Any]]) -> str:
+    def show(v: Any) -> str:  # noqa: ANN401
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{k} {show(a)} -> {show(b)}" for k, (a, b) in changed.items())
+
+
+def _sized(styles: Any, size: Any) -> dict[str, Any]:  # noqa: ANN401
+    """Recorded style entries, each with ``size`` filled in (``size``: the run's painting size)
+    where it was left to the run's default."""
+    out: dict[str, Any] = {}
+    for name, entry in dict(styles or {}).items():
+        e = dict(entry) if isinstance(entry, Mapping) else entry
+        if isinstance(e, dict) and e.get("size") is None and size:
+            e["size"] = int(size)
+        out[name] = e
+    return out
+
+
+def loss_optim_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """The loss and optimiser settings of ``cfg`` as module keyword arguments (the modules of
-    the plans that do not go through ``build_module``); entries of ``loss`` (a recorded
-    ``loss`` config, such as a teacher's) take the place of the run's own."""
+    the plans that do not go through ``build_module``)."""
     lc, oc = cfg.loss, cfg.optim
-    own = dict(loss or {})
     return {
-        "content_layers": list(own.get("content_layers") or lc.content_layers),
-        "style_layers": dict(
-            own.get("style_layers") or OmegaConf.to_container(lc.style_layers, resolve=True)
-        ),
-        "content_weight": float(own.get("content_weight", lc.content_weight)),
-        "style_weight": float(own.get("style_weight", lc.style_weight)),
-        "tv_weight": float(own.get("tv_weight", lc.tv_weight)),
+        "content_layers": list(lc.content_layers),
+        "style_layers": dict(OmegaConf.to_container(lc.style_layers, resolve=True)),
+        "content_weight": float(lc.content_weight),
+        "style_weight": float(lc.style_weight),
+        "tv_weight": float(lc.tv_weight),
         "vgg_weights": lc.vgg.weights,
         "vgg_weights_path": lc.vgg.get("weights_path"),
         "vgg_pooling": str(lc.vgg.get("pooling", "max")),

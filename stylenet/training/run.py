@@ -166,14 +166,16 @@ def _train(
 
     # Everything that can be wrong with the inputs is checked before a model is built.
     trainer_kw, compile_mode, refresh = _trainer_kwargs(cfg)
-    dm = build_datamodule(cfg)
-    dm.prepare()
-    signals.check()
     specs = specs_from_config(cfg.style)
     for s in specs:
         load_style_image(s, 16)  # missing or corrupt style image: StyleError naming the file
+    # The plan first: it may set the config from the bank it starts from (crop size, painting
+    # size, loss weights: adopt_bank_recipe), which the photos and the module then follow.
     plan = make_plan(cfg, specs)
     model_args, names = plan.model_args, plan.names
+    dm = build_datamodule(cfg)
+    dm.prepare()
+    signals.check()
     resume, resume_ckpt = resolve_resume(cfg.get("ckpt_path"), ckpt_dir)
     if resume_ckpt is not None:
         check_resume_matches(resume_ckpt, resume, model_args, names)
