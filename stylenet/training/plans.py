@@ -349,16 +349,10 @@ def adopt_bank_recipe(
     trained with.
 
     The painting size sets the scale of the strokes a row learns, its ratio to the crop the share
-    of the painting a crop is matched against, and the style weight the strength. New rows for
-    checkpoints/bank_all.pt (recorded: 256 px crops, paintings at 512 px, style weight 1e10),
-    from the prediction on 2 CPU cores, scored on 12 held-out photos at 512 px, against 150 steps
-    of the CPU defaults (128 px crops, paintings at 256 px, 2e9), composition_viii and the mosaic:
-    the bank's recipe (150 steps, 344 s) 0.83x and 0.57x the evaluation loss, 0.94x and 0.92x the
-    peer's Gram distance; the defaults for the same time (600 steps, 321 s) 0.92x and 0.98x the
-    loss, 0.41x and 0.49x the Gram distance (BENCHMARKS.md, "Growing a bank at its own scale").
-    Re-growing the row of entrance_hall_saint_paul_hospital in checkpoints/bank_all-fast.pt
-    (256 px crops both times) took its loss over bank_all.pt's from 1.350x to 1.306x with the
-    paintings at 512 px, and to 1.760x at 256 px."""
+    of the painting a crop is matched against, and the style weight the strength: a row trained
+    at another scale than its bank's is scored against the painting at that other scale. The
+    measurements are in BENCHMARKS.md ("Growing a bank at its own scale"); why growing does not
+    do this by default, in configs/train.yaml (``finetune.match_base``)."""
     tc = bank.get("train_config") or {}
     loss = tc.get("loss") or {}
     recorded = {"style_size": tc.get("style_size"),
@@ -390,10 +384,9 @@ def _sized(styles: Any, size: Any) -> dict[str, Any]:  # noqa: ANN401
     where it was left to the run's default."""
     out: dict[str, Any] = {}
     for name, entry in dict(styles or {}).items():
-        e = dict(entry) if isinstance(entry, Mapping) else entry
-        if isinstance(e, dict) and e.get("size") is None and size:
-            e["size"] = int(size)
-        out[name] = e
+        if size and isinstance(entry, Mapping) and entry.get("size") is None:
+            entry = {**entry, "size": int(size)}
+        out[name] = entry
     return out
 
 
