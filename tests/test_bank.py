@@ -140,13 +140,15 @@ def test_grown_rows_train_as_the_base_rows_did(compose, tiny_overrides, tmp_path
     ov = _ft(tiny_overrides, base, "style=the_scream", "trainer.max_steps=2",
              "finetune.match_base=true")  # fmt: skip
     cfg = compose(ov)
-    run_weight = cfg.loss.style_weight
+    run_weight, run_colour = cfg.loss.style_weight, cfg.loss.colour_weight
     assert cfg.style_size == 48 and run_weight != 3.0e9  # the run's own
     specs = specs_from_config(cfg.style)
     module = make_plan(cfg, specs).build_module(cfg)
     assert module.hparams.style_size == 40
     assert module.hparams.style_weight == 3.0e9 and module.hparams.content_weight == 2.0e4
     assert dict(module.hparams.style_layers) == recorded_loss["style_layers"]
+    # The record predates the colour term: its rows were trained without it.
+    assert module.hparams.colour_weight == 0.0 < run_colour
 
     crops = CropSizes()
     raw = torch.load(train(compose(ov), extra_callbacks=[crops]).export_path, weights_only=True)
@@ -161,6 +163,7 @@ def test_grown_rows_train_as_the_base_rows_did(compose, tiny_overrides, tmp_path
     cfg = compose(own)
     module = make_plan(cfg, specs).build_module(cfg)
     assert module.hparams.style_size == 48 and module.hparams.style_weight == run_weight
+    assert module.hparams.colour_weight == run_colour
     crops = CropSizes()
     tc = torch.load(train(compose(own), extra_callbacks=[crops]).export_path,
                     weights_only=True)["train_config"]  # fmt: skip

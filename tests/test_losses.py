@@ -7,6 +7,7 @@ from stylenet.errors import LayerNameError
 from stylenet.losses.perceptual import (
     PerceptualLoss,
     VGGFeatures,
+    colour_stats,
     content_loss,
     expand_layer_spec,
     gram_matrix,
@@ -92,6 +93,39 @@ def test_style_target_equal_image_gives_zero_style_loss(vgg):
     s = torch.rand(1, 3, 32, 32)
     loss.set_style_targets([s])
     assert loss(s, s, torch.tensor([0]))["style_loss"].item() < 1e-12
+
+
+def test_colour_stats_match_hand_computation():
+    x = torch.rand(2, 3, 5, 7)
+    mean, cov = colour_stats(x)
+    p = x[1].reshape(3, -1)
+    torch.testing.assert_close(mean[1], p.mean(1))
+    torch.testing.assert_close(cov[1], torch.cov(p, correction=0))
+
+
+def test_colour_term_pulls_the_output_to_the_paintings_colours(vgg):
+    # A painting of a single dark blue and a grey output: the term is positive with a weight, is
+    # zero for the painting's own pixels (shuffled: the Gram terms differ, the colours do not),
+    # is absent without a weight, and its gradient moves the output's mean towards the blue.
+    blue = torch.tensor([0.1, 0.2, 0.7]).view(1, 3, 1, 1)
+    painting = (blue + 0.05 * torch.randn(1, 3, 32, 32)).clamp(0, 1)
+    loss = PerceptualLoss(vgg, colour_weight=1e3)
+    loss.set_style_targets([painting])
+    grey = torch.full((1, 3, 32, 32), 0.5, requires_grad=True)
+    t = loss(grey, grey.detach(), torch.tensor([0]))
+    plain = PerceptualLoss(vgg)
+    plain.set_style_targets([painting])
+    t0 = plain(grey, grey.detach(), torch.tensor([0]))
+    assert "colour_loss" not in t0
+    assert t["colour_loss"] > 0
+    torch.testing.assert_close(t["loss"], t0["loss"] + 1e3 * t["colour_loss"])
+    shuffled = painting.flatten(2)[..., torch.randperm(32 * 32)].view_as(painting)
+    assert loss(shuffled, shuffled, torch.tensor([0]))["colour_loss"] < 1e-10
+    (g,) = torch.autograd.grad(t["colour_loss"], grey)
+    step = g.mean((0, 2, 3))
+    assert step[2] < 0 < step[0]  # descending raises blue, lowers red
+    # Targets are gathered per sample, like the Gram targets.
+    assert loss.target_colours(torch.tensor([0, 0]))[1].shape == (2, 3, 3)
 
 
 def test_random_weights_warn():

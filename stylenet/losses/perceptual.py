@@ -1,4 +1,5 @@
-"""Perceptual losses on frozen VGG16 features: content, Gram style, total variation.
+"""Perceptual losses on frozen VGG16 features: content, Gram style, total variation, and the
+painting's colours.
 
 One implementation serves the feed-forward training (``PerceptualLoss``), the per-image
 optimization method (``stylenet.optimization.gatys``) and the evaluation harness.
@@ -165,6 +166,25 @@ def style_layer_losses(
     return res
 
 
+def colour_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """RGB mean ``[B, 3]`` and covariance ``[B, 3, 3]`` of each image of ``x`` ([B, 3, H, W] in
+    [0, 1]), in fp32: the colour distribution that ``stylenet.inference.palette`` matches after
+    the network, here as a loss target."""
+    p = x.float().flatten(2)
+    mean = p.mean(2)
+    d = p - mean[..., None]
+    return mean, d @ d.transpose(1, 2) / p.shape[2]
+
+
+def colour_distance(x: Tensor, target_mean: Tensor, target_cov: Tensor) -> Tensor:
+    """Per-sample squared distance ``[B]`` of each image's RGB mean and covariance to its
+    target's (``[B, 3]``, ``[B, 3, 3]`` or one target for all)."""
+    mean, cov = colour_stats(x)
+    return (mean - target_mean.float()).pow(2).mean(1) + (cov - target_cov.float()).pow(2).mean(
+        (1, 2)
+    )
+
+
 def total_variation(x: Tensor) -> Tensor:
     """Anisotropic squared TV, mean per pixel (Mahendran & Vedaldi 2015; Johnson et al. Sec. 3.3)."""
     dh = (x[..., 1:, :] - x[..., :-1, :]).float().pow(2).mean()
@@ -175,11 +195,18 @@ def total_variation(x: Tensor) -> Tensor:
 class PerceptualLoss(nn.Module):
     """Content + Gram style + TV loss for a network holding several styles.
 
-    Words: the three *loss weights* (``content_weight``, ``style_weight``, ``tv_weight``) balance
-    the terms; ``layer_weights`` balance the style layers inside the style term; each style's
-    ``loss_scale`` multiplies its own style term. Style targets are registered once with
-    ``set_style_targets`` and gathered per sample by style index, so every sample in a batch can
-    train a different style.
+    Words: the *loss weights* (``content_weight``, ``style_weight``, ``tv_weight``,
+    ``colour_weight``) balance the terms; ``layer_weights`` balance the style layers inside the
+    style term; each style's ``loss_scale`` multiplies its own style and colour terms. Style
+    targets (Gram matrices, and the painting's RGB mean and covariance for the colour term) are
+    registered once with ``set_style_targets`` and gathered per sample by style index, so every
+    sample in a batch can train a different style.
+
+    The colour term (``colour_distance``) asks the output for the painting's colour distribution.
+    The Gram matrices of the ImageNet-normalised VGG16 leave a feed-forward network much of the
+    photo's colour (The Scream comes out pale: README, "Inference"); ``--palette`` fixes that
+    after the network, this term teaches it to the row (configs/loss/perceptual.yaml has the
+    measurement that chose its weight).
     """
 
     def __init__(
@@ -190,6 +217,7 @@ class PerceptualLoss(nn.Module):
         content_weight: float = 1e5,
         style_weight: float = 1e10,
         tv_weight: float = 0.0,
+        colour_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.vgg = vgg
@@ -203,7 +231,11 @@ class PerceptualLoss(nn.Module):
         self.content_weight = float(content_weight)
         self.style_weight = float(style_weight)
         self.tv_weight = float(tv_weight)
+        self.colour_weight = float(colour_weight)
         self.register_buffer("loss_scales", torch.ones(1), persistent=False)
+        # The paintings' RGB means and covariances (set_gram_targets), moved with the module.
+        self.register_buffer("colour_mean", None, persistent=False)
+        self.register_buffer("colour_cov", None, persistent=False)
 
     @torch.no_grad()
     def style_grams(self, image: Tensor) -> dict[str, Tensor]:
@@ -216,15 +248,22 @@ class PerceptualLoss(nn.Module):
     ) -> None:
         """Compute the Gram targets of each style image once ([1, 3, H, W] each, any size)."""
         grams = [self.style_grams(img) for img in images]
+        colours = [colour_stats(img) for img in images]
         self.set_gram_targets(
-            {n: torch.cat([g[n] for g in grams], dim=0) for n in self.style_layers}, loss_scales
+            {n: torch.cat([g[n] for g in grams], dim=0) for n in self.style_layers},
+            loss_scales,
+            (torch.cat([m for m, _ in colours]), torch.cat([c for _, c in colours])),
         )
 
     @torch.no_grad()
     def set_gram_targets(
-        self, grams: Mapping[str, Tensor], loss_scales: Sequence[float] | None = None
+        self,
+        grams: Mapping[str, Tensor],
+        loss_scales: Sequence[float] | None = None,
+        colours: tuple[Tensor, Tensor] | None = None,
     ) -> None:
-        """Register precomputed Gram targets ``{layer: [S, C, C]}`` (one row per style)."""
+        """Register precomputed Gram targets ``{layer: [S, C, C]}`` (one row per style) and, for
+        the colour term, the paintings' RGB means ``[S, 3]`` and covariances ``[S, 3, 3]``."""
         count = None
         for n in self.style_layers:
             buf = grams[n]
@@ -238,6 +277,11 @@ class PerceptualLoss(nn.Module):
         if m.numel() != count:
             raise ValueError(f"{m.numel()} loss scales for {count} styles")
         self.loss_scales = m.to(self.loss_scales.device)
+        mean, cov = colours or (None, None)
+        self.colour_mean = None if mean is None else mean.to(self.loss_scales.device)
+        self.colour_cov = None if cov is None else cov.to(self.loss_scales.device)
+        if self.colour_weight > 0 and colours is None:
+            raise ValueError("the colour term needs the paintings' colours (colour_weight > 0)")
 
     @property
     def num_styles(self) -> int:
@@ -246,6 +290,11 @@ class PerceptualLoss(nn.Module):
     def target_grams(self, style_index: Tensor) -> dict[str, Tensor]:
         return {n: getattr(self, f"gram_{n}")[style_index] for n in self.style_layers}
 
+    def target_colours(self, style_index: Tensor) -> tuple[Tensor, Tensor] | None:
+        if self.colour_mean is None or self.colour_cov is None:
+            return None
+        return self.colour_mean[style_index], self.colour_cov[style_index]
+
     def combine(
         self,
         out_f: Mapping[str, Tensor],
@@ -253,9 +302,12 @@ class PerceptualLoss(nn.Module):
         target_grams: Mapping[str, Tensor],
         output: Tensor,
         loss_scales: Tensor | None = None,
+        target_colours: tuple[Tensor, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """The weighted loss from features already computed: shared by feed-forward training
-        (``forward``), per-image optimization (``stylenet.optimization.gatys``) and evaluation."""
+        (``forward``), per-image optimization (``stylenet.optimization.gatys``) and evaluation.
+        The colour term counts when ``colour_weight`` > 0 and the paintings' colours
+        (``target_colours``: means and covariances, per sample or one for all) are given."""
         c_loss = content_loss(out_f, content_f, self.content_layers)
         per_layer = style_layer_losses(out_f, target_grams, self.style_layers)
         if loss_scales is None:
@@ -265,6 +317,10 @@ class PerceptualLoss(nn.Module):
         tv = total_variation(output)
         loss = self.content_weight * c_loss + self.style_weight * s_loss + self.tv_weight * tv
         res = {"loss": loss, "content_loss": c_loss, "style_loss": s_loss, "tv_loss": tv}
+        if self.colour_weight > 0 and target_colours is not None:
+            col = (colour_distance(output, *target_colours) * loss_scales).mean()
+            res["loss"] = loss + self.colour_weight * col
+            res["colour_loss"] = col
         for n, v in s_layer.items():
             res[f"style_loss/{n}"] = v
         return res
@@ -281,4 +337,5 @@ class PerceptualLoss(nn.Module):
             self.target_grams(style_index),
             output,
             self.loss_scales[style_index],
+            self.target_colours(style_index),
         )

@@ -90,6 +90,7 @@ def build_module(
             content_weight=lc.content_weight,
             style_weight=lc.style_weight,
             tv_weight=lc.tv_weight,
+            colour_weight=lc.colour_weight,
             vgg_weights=lc.vgg.weights,
             vgg_weights_path=lc.vgg.get("weights_path"),
             style_size=cfg.style_size,

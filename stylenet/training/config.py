@@ -34,6 +34,7 @@ NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "loss.content_weight": (_FLOAT, 0, None, False),
     "loss.style_weight": (_FLOAT, 0, None, False),
     "loss.tv_weight": (_FLOAT, 0, None, False),
+    "loss.colour_weight": (_FLOAT, 0, None, False),
     "optim.lr": (_FLOAT, 0, None, False),
     "optim.warmup_steps": (_INT, 0, None, False),
     "optim.min_lr_ratio": (_FLOAT, 0, 1, False),

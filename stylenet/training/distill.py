@@ -94,6 +94,7 @@ class DistillModule(pl.LightningModule):
         content_weight: float = 1e5,
         style_weight: float = 1e10,
         tv_weight: float = 0.0,
+        colour_weight: float = 0.0,
         style_size: int = 512,
         vgg_weights: str = "imagenet",
         vgg_weights_path: str | None = None,
@@ -198,8 +199,9 @@ class DistillModule(pl.LightningModule):
             with torch.no_grad():
                 photo_f = self.loss.vgg(x, self.loss.content_layers)
             usual = self.loss.combine(
-                out_f, photo_f, self.loss.target_grams(k), y, self.loss.loss_scales[k]
-            )
+                out_f, photo_f, self.loss.target_grams(k), y, self.loss.loss_scales[k],
+                self.loss.target_colours(k),
+            )  # fmt: skip
             loss = loss + self.usual_weight * usual["loss"]
             terms.update(content_loss=usual["content_loss"], style_loss=usual["style_loss"])
         terms["loss"] = loss

@@ -57,8 +57,9 @@ def drop_frozen_vgg(checkpoint: dict[str, Any]) -> None:
 
 def perceptual_loss_from(hp: Mapping[str, Any]) -> PerceptualLoss:
     """The loss network and loss of a module's hyperparameters (``content_layers``,
-    ``style_layers``, the three weights, ``vgg_weights``, ``vgg_weights_path``, ``vgg_pooling``),
-    in fp32: style targets are computed before any ``vgg_dtype`` cast."""
+    ``style_layers``, the loss weights, ``vgg_weights``, ``vgg_weights_path``, ``vgg_pooling``),
+    in fp32: style targets are computed before any ``vgg_dtype`` cast. Hyperparameters saved
+    before the colour term existed have no ``colour_weight``: it was 0."""
     style_layers = dict(hp["style_layers"] or default_layer_weights())
     content_layers = list(hp["content_layers"])
     vgg = VGGFeatures(
@@ -67,7 +68,7 @@ def perceptual_loss_from(hp: Mapping[str, Any]) -> PerceptualLoss:
     )  # fmt: skip
     return PerceptualLoss(
         vgg, content_layers, style_layers, hp["content_weight"], hp["style_weight"],
-        hp["tv_weight"],
+        hp["tv_weight"], hp.get("colour_weight", 0.0),
     )  # fmt: skip
 
 
@@ -119,6 +120,7 @@ class StyleTransferModule(pl.LightningModule):
         content_weight: float = 1e5,
         style_weight: float = 1e10,
         tv_weight: float = 0.0,
+        colour_weight: float = 0.0,
         vgg_weights: str = "imagenet",
         vgg_weights_path: str | None = None,
         style_size: int = 512,

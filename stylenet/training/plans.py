@@ -336,7 +336,9 @@ class DistillPlan(BasePlan):
 
 # What a bank records of the loss its rows were trained with (``adopt_bank_recipe``).
 RECORDED_LOSS_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight",
-                      "tv_weight")  # fmt: skip
+                      "tv_weight", "colour_weight")  # fmt: skip
+# What a recorded loss without the key means: the term did not exist yet (its weight was 0).
+RECORDED_LOSS_BEFORE = {"colour_weight": 0.0}
 
 
 def adopt_bank_recipe(
@@ -355,8 +357,9 @@ def adopt_bank_recipe(
     do this by default, in configs/train.yaml (``finetune.match_base``)."""
     tc = bank.get("train_config") or {}
     loss = tc.get("loss") or {}
+    before = RECORDED_LOSS_BEFORE if loss else {}
     recorded = {"style_size": tc.get("style_size"),
-                **{f"loss.{k}": loss.get(k) for k in RECORDED_LOSS_KEYS}}  # fmt: skip
+                **{f"loss.{k}": loss.get(k, before.get(k)) for k in RECORDED_LOSS_KEYS}}  # fmt: skip
     if crop_size:
         recorded["data.image_size"] = (tc.get("data") or {}).get("image_size")
     changed: dict[str, tuple[Any, Any]] = {}
@@ -400,6 +403,7 @@ def loss_optim_kwargs(cfg: DictConfig) -> dict[str, Any]:
         "content_weight": float(lc.content_weight),
         "style_weight": float(lc.style_weight),
         "tv_weight": float(lc.tv_weight),
+        "colour_weight": float(lc.colour_weight),
         "vgg_weights": lc.vgg.weights,
         "vgg_weights_path": lc.vgg.get("weights_path"),
         "vgg_pooling": str(lc.vgg.get("pooling", "max")),

@@ -23,7 +23,7 @@ from torchvision.utils import make_grid
 from stylenet.checkpoints.format import network_from_checkpoint, read_checkpoint, read_predictor
 from stylenet.data.style_images import random_view
 from stylenet.io.images import resize_long
-from stylenet.losses.perceptual import gram_matrix
+from stylenet.losses.perceptual import colour_stats, gram_matrix
 from stylenet.nn.predictor import (
     EMBEDDING,
     HIDDEN,
@@ -69,6 +69,7 @@ class PredictorModule(pl.LightningModule):
         content_weight: float = 1e5,
         style_weight: float = 1e10,
         tv_weight: float = 0.0,
+        colour_weight: float = 0.0,
         vgg_weights: str = "imagenet",
         vgg_weights_path: str | None = None,
         lr: float = 1e-3,
@@ -270,7 +271,7 @@ class PredictorModule(pl.LightningModule):
         out_f = self.loss.vgg(y)
         with torch.no_grad():
             content_f = self.loss.vgg(x)
-        terms = self.loss.combine(out_f, content_f, grams, y)
+        terms = self.loss.combine(out_f, content_f, grams, y, target_colours=colour_stats(s))
         if self.anchor_stats is not None:
             terms["anchor"] = self.anchor_term()
             terms["loss"] = terms["loss"] + float(self.hparams.anchor_weight) * terms["anchor"]
