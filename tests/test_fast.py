@@ -198,6 +198,7 @@ def test_distill_init_starts_from_an_exported_student(
     assert cfg.style_size == 40 and cfg.loss.style_weight == 3.0e9
     assert module.hparams.style_size == 40 and module.hparams.style_weight == 3.0e9
     assert module.hparams.content_weight == 2.0e4
+    assert module.hparams.colour_weight == 0.0  # the record predates the colour term
     for k, v in student.state_dict().items():
         assert torch.equal(module.net.state_dict()[k], v), k
     # The export's history: the teacher's, the starting student's distillations, then this run.
@@ -215,3 +216,27 @@ def test_distill_init_starts_from_an_exported_student(
     with pytest.raises(TrainingError, match="does not fit model") as e:
         make_plan(cfg, []).build_module(cfg)
     assert "\n" not in str(e.value)
+
+
+def test_distill_usual_loss_has_the_colour_term(tmp_path: Path) -> None:
+    # The usual loss (the teacher's paintings) carries the colour term when it is on, as in
+    # training, and the run's total counts it at its weight; without a weight it is absent.
+    from stylenet.training.distill import DistillModule
+
+    paintings = {n: {"image": str(make_photo(tmp_path / f"{n}.png", seed=i))}
+                 for i, n in enumerate(["a", "b"])}  # fmt: skip
+    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"],
+                          train_config={"style": paintings, "style_size": 32})  # fmt: skip
+    x = torch.stack([torch.rand(3, 32, 32), torch.rand(3, 32, 32)])
+    k = torch.tensor([0, 1])
+    terms = {}
+    for w in (0.0, 1e3):
+        torch.manual_seed(0)
+        module = DistillModule(str(teacher), model={"base_channels": 8, "num_res_blocks": 1, **FAST},
+                               colour_weight=w, vgg_weights="random", style_size=32)  # fmt: skip
+        with torch.no_grad():
+            terms[w] = module.distill_terms(x, k)
+    assert "colour_loss" not in terms[0.0] and terms[1e3]["colour_loss"] > 0
+    torch.testing.assert_close(
+        terms[1e3]["loss"], terms[0.0]["loss"] + 1e3 * terms[1e3]["colour_loss"]
+    )

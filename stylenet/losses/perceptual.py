@@ -205,7 +205,7 @@ class PerceptualLoss(nn.Module):
     The colour term (``colour_distance``) asks the output for the painting's colour distribution.
     The Gram matrices of the ImageNet-normalised VGG16 leave a feed-forward network much of the
     photo's colour (The Scream comes out pale: README, "Inference"); ``--palette`` fixes that
-    after the network, this term teaches it to the row (configs/loss/perceptual.yaml has the
+    after the network, this term teaches it to the row (configs/hardware/cpu.yaml has the
     measurement that chose its weight).
     """
 

@@ -204,6 +204,8 @@ class DistillModule(pl.LightningModule):
             )  # fmt: skip
             loss = loss + self.usual_weight * usual["loss"]
             terms.update(content_loss=usual["content_loss"], style_loss=usual["style_loss"])
+            if "colour_loss" in usual:
+                terms["colour_loss"] = usual["colour_loss"]
         terms["loss"] = loss
         return terms
 
