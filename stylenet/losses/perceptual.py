@@ -276,12 +276,12 @@ class PerceptualLoss(nn.Module):
         m = torch.tensor(list(loss_scales) if loss_scales else [1.0] * int(count or 0))
         if m.numel() != count:
             raise ValueError(f"{m.numel()} loss scales for {count} styles")
+        if self.colour_weight > 0 and colours is None:
+            raise ValueError("the colour term needs the paintings' colours (colour_weight > 0)")
         self.loss_scales = m.to(self.loss_scales.device)
         mean, cov = colours or (None, None)
         self.colour_mean = None if mean is None else mean.to(self.loss_scales.device)
         self.colour_cov = None if cov is None else cov.to(self.loss_scales.device)
-        if self.colour_weight > 0 and colours is None:
-            raise ValueError("the colour term needs the paintings' colours (colour_weight > 0)")
 
     @property
     def num_styles(self) -> int:
@@ -291,7 +291,7 @@ class PerceptualLoss(nn.Module):
         return {n: getattr(self, f"gram_{n}")[style_index] for n in self.style_layers}
 
     def target_colours(self, style_index: Tensor) -> tuple[Tensor, Tensor] | None:
-        if self.colour_mean is None or self.colour_cov is None:
+        if self.colour_mean is None:  # set together with colour_cov (set_gram_targets)
             return None
         return self.colour_mean[style_index], self.colour_cov[style_index]
 

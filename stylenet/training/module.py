@@ -58,8 +58,7 @@ def drop_frozen_vgg(checkpoint: dict[str, Any]) -> None:
 def perceptual_loss_from(hp: Mapping[str, Any]) -> PerceptualLoss:
     """The loss network and loss of a module's hyperparameters (``content_layers``,
     ``style_layers``, the loss weights, ``vgg_weights``, ``vgg_weights_path``, ``vgg_pooling``),
-    in fp32: style targets are computed before any ``vgg_dtype`` cast. Hyperparameters saved
-    before the colour term existed have no ``colour_weight``: it was 0."""
+    in fp32: style targets are computed before any ``vgg_dtype`` cast."""
     style_layers = dict(hp["style_layers"] or default_layer_weights())
     content_layers = list(hp["content_layers"])
     vgg = VGGFeatures(
@@ -68,7 +67,7 @@ def perceptual_loss_from(hp: Mapping[str, Any]) -> PerceptualLoss:
     )  # fmt: skip
     return PerceptualLoss(
         vgg, content_layers, style_layers, hp["content_weight"], hp["style_weight"],
-        hp["tv_weight"], hp.get("colour_weight", 0.0),
+        hp["tv_weight"], hp["colour_weight"],
     )  # fmt: skip
 
 

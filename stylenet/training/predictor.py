@@ -271,7 +271,10 @@ class PredictorModule(pl.LightningModule):
         out_f = self.loss.vgg(y)
         with torch.no_grad():
             content_f = self.loss.vgg(x)
-        terms = self.loss.combine(out_f, content_f, grams, y, target_colours=colour_stats(s))
+        # The style images' colours only where the term counts (it is off for predictors by
+        # default: configs/experiment/arbitrary.yaml).
+        colours = colour_stats(s) if self.loss.colour_weight > 0 else None
+        terms = self.loss.combine(out_f, content_f, grams, y, target_colours=colours)
         if self.anchor_stats is not None:
             terms["anchor"] = self.anchor_term()
             terms["loss"] = terms["loss"] + float(self.hparams.anchor_weight) * terms["anchor"]
