@@ -15,6 +15,7 @@ from tests.conftest import make_photo, random_bank
 
 FAST = {"res_block": "separable", "edge_kernel": 5, "decoder": "conv_resize"}
 HYBRID = {**FAST, "decoder": "hybrid", "upsample": "bilinear"}
+SHUFFLE = {**FAST, "decoder": "conv_shuffle", "upsample": "bilinear"}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -39,7 +40,9 @@ def test_fast_config_is_small(compose) -> None:
     assert net.macs_per_pixel() * 10 < full.macs_per_pixel()
 
 
-@pytest.mark.parametrize("args", [{}, FAST, HYBRID], ids=["conv", "fast", "hybrid"])
+@pytest.mark.parametrize(
+    "args", [{}, FAST, HYBRID, SHUFFLE], ids=["conv", "fast", "hybrid", "shuffle"]
+)
 def test_mixes_behave_alike(args: dict) -> None:
     net = random_network(3, 8, 2, **args)
     x = torch.rand(1, 3, 40, 36)
@@ -56,7 +59,7 @@ def test_mixes_behave_alike(args: dict) -> None:
     assert not torch.allclose(y0, y1)
 
 
-@pytest.mark.parametrize("args", [FAST, HYBRID], ids=["fast", "hybrid"])
+@pytest.mark.parametrize("args", [FAST, HYBRID, SHUFFLE], ids=["fast", "hybrid", "shuffle"])
 def test_fast_onnx_matches_eager(tmp_path: Path, args: dict) -> None:
     pytest.importorskip("onnxruntime")
     from stylenet.checkpoints.export import check_onnx, export_onnx
@@ -96,6 +99,80 @@ def test_hybrid_decoder_runs_its_last_conv_at_full_resolution() -> None:
     x = torch.rand(1, 3, 32, 40)
     with torch.no_grad():
         assert not torch.allclose(a(x, a.one_hot(0)), b(x, b.one_hot(0)))
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("kernel", [3, 5, 9])
+def test_shuffle_out_weights_fold_the_resize_into_the_conv(mode: str, kernel: int) -> None:
+    """A 2x resize then a conv equals the folded conv at half resolution then a pixel shuffle,
+    away from the border (where the two pad differently)."""
+    import torch.nn.functional as F
+
+    from stylenet.nn.network import shuffle_out_weights
+
+    torch.manual_seed(0)
+    w, b = torch.randn(3, 6, kernel, kernel), torch.randn(3)
+    x = torch.randn(1, 6, 20, 24)
+    kw = {} if mode == "nearest" else {"align_corners": False}
+    ref = F.conv2d(F.interpolate(x, scale_factor=2.0, mode=mode, **kw), w, b, padding=kernel // 2)
+    fw, fb = shuffle_out_weights(w, b, mode)
+    assert fw.shape == (12, 6, kernel, kernel) and fb.shape == (12,)
+    got = F.pixel_shuffle(F.conv2d(x, fw, fb, padding=kernel // 2), 2)
+    m = 2 * kernel
+    torch.testing.assert_close(got[..., m:-m, m:-m], ref[..., m:-m, m:-m], rtol=1e-4, atol=1e-4)
+
+
+def test_shuffle_decoder_starts_as_the_conv_resize_student(tmp_path: Path) -> None:
+    """distill.init of a conv_resize student into a conv_shuffle run: the same multiply-adds, and
+    the same images but for a thin border, where a random conv_shuffle network differs."""
+    from stylenet.checkpoints.format import export_inference_checkpoint
+    from stylenet.training.distill import student_init
+
+    a = random_network(2, 8, 1, seed=3, **{**FAST, "upsample": "bilinear"})
+    path = tmp_path / "student.pt"
+    export_inference_checkpoint(a, ["a", "b"], path)
+    b = random_network(2, 8, 1, seed=4, **SHUFFLE)
+    assert b.macs_per_pixel() == a.macs_per_pixel()
+    x = torch.rand(1, 3, 96, 80)
+    with torch.no_grad():
+        far = (a(x, a.one_hot(1)) - b(x, b.one_hot(1))).abs()[..., 8:-8, 8:-8].mean()
+        b.load_state_dict(student_init(str(path), ["a", "b"], b))
+        gap = (a(x, a.one_hot(1)) - b(x, b.one_hot(1))).abs()
+    assert gap[..., 8:-8, 8:-8].max() < 1e-2 < far
+
+
+@pytest.mark.parametrize("block", ["separable", "conv"])
+def test_wider_trunk_starts_as_the_narrower_student(tmp_path: Path, block: str) -> None:
+    """distill.init of a student into a run with a wider trunk (model.trunk_channels): the same
+    images, though the new channels are live (they read the old ones and get gradients)."""
+    from stylenet.checkpoints.format import export_inference_checkpoint
+    from stylenet.errors import TrainingError
+    from stylenet.nn.network import build_model
+    from stylenet.training.distill import student_init
+
+    args = {**FAST, "res_block": block}
+    a = random_network(2, 8, 2, seed=3, **args)
+    path = tmp_path / "student.pt"
+    export_inference_checkpoint(a, ["a", "b"], path)
+    b = random_network(2, 8, 2, seed=4, trunk_channels=48, **args)
+    assert b.res_conv[0](torch.zeros(1, 48, 8, 8)).shape[1] == 48
+    assert b.macs_per_pixel() > a.macs_per_pixel()
+    x = torch.rand(2, 3, 48, 40)
+    with torch.no_grad():
+        assert not torch.allclose(a(x, a.one_hot([0, 1])), b(x, b.one_hot([0, 1])), atol=1e-3)
+        b.load_state_dict(student_init(str(path), ["a", "b"], b))
+        torch.testing.assert_close(b(x, b.one_hot([0, 1])), a(x, a.one_hot([0, 1])))
+    # The new channels read the old ones (they are not dead weights) and the output gets a
+    # gradient through the zero weights that read them.
+    assert b.down[2].conv.weight[32:].abs().sum() > 0
+    y = b(x, b.one_hot([0, 1]))
+    y.square().mean().backward()
+    assert b.up[0].conv.weight.grad[:, 32:].abs().sum() > 0
+    # A student of other base channels does not fit.
+    c = build_model({**args, "num_styles": 2, "base_channels": 4, "num_res_blocks": 2,
+                     "trunk_channels": 48})  # fmt: skip
+    with pytest.raises(TrainingError, match="does not fit model"):
+        student_init(str(path), ["a", "b"], c)
 
 
 class TeacherGap(pl.Callback):
@@ -240,3 +317,36 @@ def test_distill_usual_loss_has_the_colour_term(tmp_path: Path) -> None:
     torch.testing.assert_close(
         terms[1e3]["loss"], terms[0.0]["loss"] + 1e3 * terms[1e3]["colour_loss"]
     )
+
+
+def test_distill_on_the_usual_loss_alone_skips_the_teacher(tmp_path: Path) -> None:
+    # distill.teacher_weight=0 (and no pixel term): the student trains on the teacher's own loss
+    # without running the teacher; every weight 0 is one line.
+    from stylenet.errors import TrainingError
+    from stylenet.training.distill import DistillModule
+
+    paintings = {n: {"image": str(make_photo(tmp_path / f"{n}.png", seed=i))}
+                 for i, n in enumerate(["a", "b"])}  # fmt: skip
+    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"],
+                          train_config={"style": paintings, "style_size": 32})  # fmt: skip
+    model = {"base_channels": 8, "num_res_blocks": 1, **FAST}
+    module = DistillModule(str(teacher), model=model, teacher_weight=0.0, vgg_weights="random",
+                           style_size=32)  # fmt: skip
+    calls = []
+    module.teacher.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        terms = module.distill_terms(x, torch.tensor([0, 1]))
+    assert not calls and "teacher_style" not in terms
+    module.hparams.teacher_weight = 1.0
+    with torch.no_grad():
+        both = module.distill_terms(x, torch.tensor([0, 1]))
+    assert calls
+    # The same student output and usual terms; the teacher's term only adds.
+    for name in ("content_loss", "style_loss"):
+        torch.testing.assert_close(terms[name], both[name])
+    assert 0 < terms["loss"] < both["loss"]
+    with pytest.raises(TrainingError, match="all 0") as e:
+        DistillModule(str(teacher), model=model, teacher_weight=0.0, usual_weight=0.0,
+                      vgg_weights="random", style_size=32)  # fmt: skip
+    assert "\n" not in str(e.value)

@@ -63,6 +63,7 @@ def test_train_exports_resumes_and_reproduces(compose, tiny_overrides, tmp_path)
         "res_block": "conv",
         "edge_kernel": 9,
         "decoder": "resize_conv",
+        "trunk_channels": 0,
     }
     assert raw["train_config"]["data"]["image_size"] == 32
     net, names, _ = load_network(path)

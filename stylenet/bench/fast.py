@@ -33,6 +33,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                         edge_kernel=5, decoder="conv_resize"),
     "sep16-k5-hy": dict(base_channels=16, res_block="separable", upsample="bilinear",
                         edge_kernel=5, decoder="hybrid"),
+    "sep16-k5-cs": dict(base_channels=16, res_block="separable", upsample="bilinear",
+                        edge_kernel=5, decoder="conv_shuffle"),
+    "sep16-k5-cr-t96": dict(base_channels=16, res_block="separable", upsample="bilinear",
+                            edge_kernel=5, decoder="conv_resize", trunk_channels=96),
 }  # fmt: skip
 # Reference networks timed beside them (not distilled here).
 REFERENCES: dict[str, dict[str, Any]] = {

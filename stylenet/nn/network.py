@@ -63,8 +63,21 @@ class ModelConfig:
     # are padded, normalised and resized shrink to the last stage's output; or "hybrid"
     # (conv_resize for every stage but the last, which is resize_conv): the last conv, its norm
     # and its ReLU run at full resolution, where conv_resize leaves only a bilinear resize and the
-    # output conv, too little to draw pixel-scale strokes (BENCHMARKS.md, "Fast network").
+    # output conv, too little to draw pixel-scale strokes (BENCHMARKS.md, "Fast network"); or
+    # "conv_shuffle" (conv_resize for every stage but the last, whose resize and the output conv
+    # become one conv at the lower resolution with four outputs per colour, put side by side by
+    # a pixel shuffle: the sub-pixel convolution of Shi et al. 2016): the multiply-adds of
+    # conv_resize's output conv, no full-resolution resize, and a free value for each output
+    # pixel. It can hold a conv_resize network exactly (``shuffle_out_weights``). Measured: the
+    # fastest layout, but trained on the Gram loss it draws a 2-px grid (checkerboard 60-2283x
+    # the photo's; sep16-k5-cs in bench/studies/fast-candidates.json).
     decoder: str = "resize_conv"
+    # Channels at quarter resolution (the last encoder conv, the residual blocks, the first
+    # decoder conv); 0: 4 * base_channels, Johnson et al.'s layout. The residual blocks run on
+    # 1/16 of the pixels, so widening them alone costs less time than widening the network
+    # (96 in the fast layout: 1.2-1.3x; fast-candidates study). ``widen_trunk`` starts a wider
+    # network from a trained narrower one.
+    trunk_channels: int = 0
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -95,7 +108,7 @@ class SeparableConvLayer(nn.Module):
 
 
 RES_BLOCKS = {"conv": ConvLayer, "separable": SeparableConvLayer}
-DECODERS = ("resize_conv", "conv_resize", "hybrid")
+DECODERS = ("resize_conv", "conv_resize", "hybrid", "conv_shuffle")
 
 
 class TransformerNet(nn.Module):
@@ -110,6 +123,7 @@ class TransformerNet(nn.Module):
         res_block: str = "conv",
         edge_kernel: int = 9,
         decoder: str = "resize_conv",
+        trunk_channels: int = 0,
     ):
         super().__init__()
         if num_styles < 1:
@@ -122,30 +136,41 @@ class TransformerNet(nn.Module):
             raise ValueError(f"edge_kernel must be odd and positive, got {edge_kernel}")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        if trunk_channels < 0:
+            raise ValueError(f"trunk_channels must be >= 0, got {trunk_channels}")
         self.config = ModelConfig(
-            num_styles, base_channels, num_res_blocks, upsample, res_block, edge_kernel, decoder
+            num_styles,
+            base_channels,
+            num_res_blocks,
+            upsample,
+            res_block,
+            edge_kernel,
+            decoder,
+            trunk_channels,
         )
         c = base_channels
+        t = trunk_channels or 4 * c
         block = RES_BLOCKS[res_block]
         S = num_styles
         self.down = nn.ModuleList(
             [
                 ConvLayer(3, c, edge_kernel, 1),
                 ConvLayer(c, 2 * c, 3, 2),
-                ConvLayer(2 * c, 4 * c, 3, 2),
+                ConvLayer(2 * c, t, 3, 2),
             ]
         )
-        self.down_norm = nn.ModuleList([ConditionalInstanceNorm2d(n, S) for n in (c, 2 * c, 4 * c)])
+        self.down_norm = nn.ModuleList([ConditionalInstanceNorm2d(n, S) for n in (c, 2 * c, t)])
         self.res_conv = nn.ModuleList()
         self.res_norm = nn.ModuleList()
         for _ in range(num_res_blocks):
-            self.res_conv.append(block(4 * c, 4 * c, 3))
-            self.res_conv.append(block(4 * c, 4 * c, 3))
-            self.res_norm.append(ConditionalInstanceNorm2d(4 * c, S))
-            self.res_norm.append(ConditionalInstanceNorm2d(4 * c, S))
-        self.up = nn.ModuleList([ConvLayer(4 * c, 2 * c, 3), ConvLayer(2 * c, c, 3)])
+            self.res_conv.append(block(t, t, 3))
+            self.res_conv.append(block(t, t, 3))
+            self.res_norm.append(ConditionalInstanceNorm2d(t, S))
+            self.res_norm.append(ConditionalInstanceNorm2d(t, S))
+        self.up = nn.ModuleList([ConvLayer(t, 2 * c, 3), ConvLayer(2 * c, c, 3)])
         self.up_norm = nn.ModuleList([ConditionalInstanceNorm2d(n, S) for n in (2 * c, c)])
-        self.out = ConvLayer(c, 3, edge_kernel)
+        # conv_shuffle: the output conv runs at half resolution with 2x2 outputs per colour.
+        self.out = ConvLayer(c, 3 * 4 if decoder == "conv_shuffle" else 3, edge_kernel)
         # Dumoulin et al. (Table 2 of the appendix) normalise the output layer too, which lets each
         # style shift the palette cheaply, then squash with a sigmoid into [0, 1].
         self.out_norm = ConditionalInstanceNorm2d(3, S)
@@ -251,11 +276,15 @@ class TransformerNet(nn.Module):
         for i in range(0, len(self.res_conv), 2):
             r = norm(self.res_norm[i], self.res_conv[i](y))
             y = y + norm(self.res_norm[i + 1], self.res_conv[i + 1](r), relu=False)
+        decoder = self.config.decoder
         last = len(self.up) - 1
         for i, (conv, n) in enumerate(zip(self.up, self.up_norm, strict=True)):
-            conv_first = self.config.decoder == "conv_resize" or (
-                self.config.decoder == "hybrid" and i < last
+            conv_first = decoder == "conv_resize" or (
+                decoder in ("hybrid", "conv_shuffle") and i < last
             )
+            if decoder == "conv_shuffle" and i == last:
+                y = norm(n, conv(y))
+                break  # the resize is the output conv's pixel shuffle
             if conv_first:
                 y = norm(n, conv(y))
             if self.config.upsample == "nearest":
@@ -264,8 +293,69 @@ class TransformerNet(nn.Module):
                 y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
             if not conv_first:
                 y = norm(n, conv(y))
-        y = torch.sigmoid(norm(self.out_norm, self.out(y), relu=False))
+        y = self.out(y)
+        if decoder == "conv_shuffle":
+            y = F.pixel_shuffle(y, 2)
+        y = torch.sigmoid(norm(self.out_norm, y, relu=False))
         return y, out_stats
+
+
+def shuffle_out_weights(weight: Tensor, bias: Tensor, upsample: str) -> tuple[Tensor, Tensor]:
+    """The output conv of a ``conv_shuffle`` network that computes what ``weight``/``bias`` (the
+    output conv of a ``conv_resize`` network, ``[3, C, k, k]``) compute after its 2x ``upsample``
+    resize: a resize then a conv is linear and shift-invariant per 2x2 block, so each of the four
+    output pixels of a block is a conv of the half-resolution input, and a kernel of the same
+    size holds it (a radius-r kernel after the resize reaches at most r//2 + 1 <= r input pixels
+    away). Read off the impulse response of the resize and conv; equal away from the border,
+    where the padding comes before the resize in one and after it in the other."""
+    cout, cin, k, _ = weight.shape
+    r = k // 2
+    side = 2 * k + 3
+    centre = side // 2
+    impulses = torch.zeros(cin, cin, side, side, dtype=torch.float64)
+    impulses[torch.arange(cin), torch.arange(cin), centre, centre] = 1.0
+    if upsample == "nearest":
+        up = F.interpolate(impulses, scale_factor=2.0, mode="nearest")
+    else:
+        up = F.interpolate(impulses, scale_factor=2.0, mode="bilinear", align_corners=False)
+    resp = F.conv2d(up, weight.detach().double(), padding=r)  # [cin, cout, 2*side, 2*side]
+    # The response to an impulse at half-resolution pixel p, at output block p - d, is the new
+    # kernel's tap d (cross-correlation): blocks centre - r .. centre + r, read backwards.
+    blocks = resp.reshape(cin, cout, side, 2, side, 2)
+    window = blocks[:, :, centre - r : centre + r + 1, :, centre - r : centre + r + 1, :]
+    outside = blocks.abs().sum() - window.abs().sum()
+    if outside > 1e-9 * max(float(blocks.abs().sum()), 1.0):
+        raise AssertionError("the resize and conv reach beyond the kernel they are folded into")
+    taps = window.flip(2, 4)  # [cin, cout, ky, a, kx, b]
+    new_weight = taps.permute(1, 3, 5, 0, 2, 4).reshape(cout * 4, cin, k, k)
+    new_bias = bias.detach().double().repeat_interleave(4)
+    return new_weight.to(weight.dtype), new_bias.to(bias.dtype)
+
+
+def widen_trunk(state: Mapping[str, Tensor], net: TransformerNet) -> dict[str, Tensor]:
+    """``state`` (a network whose quarter-resolution trunk is narrower than ``net``'s, otherwise
+    the same) as weights for ``net`` that compute the same images: each weight keeps its values
+    in its leading slice; what a new channel would add to an old one is zero (so no old channel
+    reads a new one), and the rest keeps ``net``'s own initialisation (new convolutions start
+    random, new norm rows at gamma 1, beta 0). The new channels start at zero effect and grow
+    from the first step: the zero weights that read them get gradients (Net2WiderNet, Chen et al.
+    2016, with zeros where it copies units)."""
+    out: dict[str, Tensor] = {}
+    for key, new in net.state_dict().items():
+        old = state[key]
+        if old.shape == new.shape:
+            out[key] = old.clone()
+            continue
+        if old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape, strict=True)):
+            raise ValueError(f"{key}: {tuple(old.shape)} does not widen to {tuple(new.shape)}")
+        w = new.detach().clone().to(old.dtype)
+        w[tuple(slice(0, n) for n in old.shape)] = old
+        # A conv's [out, in, ...] weight: old outputs must not read new inputs. Norm rows are
+        # [styles, channels]: nothing reads across channels there.
+        if not TransformerNet.is_row_key(key) and w.dim() == 4 and old.shape[1] < w.shape[1]:
+            w[: old.shape[0], old.shape[1] :] = 0
+        out[key] = w
+    return out
 
 
 def complete_model_args(args: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ NUMERIC_KEYS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "data.min_epoch_samples": (_INT, 0, None, True),
     "model.base_channels": (_INT, 1, 1024, False),
     "model.num_res_blocks": (_INT, 0, 64, False),
+    "model.trunk_channels": (_INT, 0, 4096, False),
     "loss.content_weight": (_FLOAT, 0, None, False),
     "loss.style_weight": (_FLOAT, 0, None, False),
     "loss.tv_weight": (_FLOAT, 0, None, False),

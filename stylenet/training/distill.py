@@ -35,7 +35,12 @@ from stylenet.checkpoints.format import network_from_checkpoint, read_checkpoint
 from stylenet.data.styles import recorded_style_specs
 from stylenet.errors import TrainingError
 from stylenet.losses.perceptual import gram_matrix
-from stylenet.nn.network import build_model
+from stylenet.nn.network import (
+    build_model,
+    complete_model_args,
+    shuffle_out_weights,
+    widen_trunk,
+)
 from stylenet.nn.vgg import DEFAULT_CONTENT_LAYERS
 from stylenet.training.module import (
     NonFiniteLossError,
@@ -55,7 +60,10 @@ def student_init(path: str, names: Sequence[str], net: torch.nn.Module) -> dict[
     """The weights of the exported student ``path`` (``distill.init``: carry on distilling a
     network that was distilled before), checked to hold the teacher's styles in its order and to
     fit ``net`` (the run's ``model``); one line naming the mismatch otherwise. Model arguments
-    that keep every weight's shape (``decoder``, ``upsample``) may differ: the run's own apply."""
+    that keep every weight's shape (``decoder``, ``upsample``) may differ: the run's own apply.
+    A ``conv_resize`` student starts a ``conv_shuffle`` run as the same function: its last resize
+    and output conv are folded into the shuffled output conv (``shuffle_out_weights``); so does a
+    student with a narrower trunk (``model.trunk_channels``), widened by ``widen_trunk``."""
     ckpt = read_checkpoint(path)
     if list(ckpt["style_names"]) != list(names):
         raise TrainingError(
@@ -64,6 +72,19 @@ def student_init(path: str, names: Sequence[str], net: torch.nn.Module) -> dict[
         )
     own = net.state_dict()
     state = dict(ckpt["state_dict"])
+    args = complete_model_args(ckpt["model_args"])
+    if args["decoder"] == "conv_resize" and net.config.decoder == "conv_shuffle":
+        state["out.conv.weight"], state["out.conv.bias"] = shuffle_out_weights(
+            state["out.conv.weight"].float(), state["out.conv.bias"].float(), args["upsample"]
+        )
+        log.info("distill.init: the student's output conv folded into a conv_shuffle output")
+    trunk = args["trunk_channels"] or 4 * args["base_channels"]
+    own_trunk = net.config.trunk_channels or 4 * net.config.base_channels
+    if trunk < own_trunk and args["base_channels"] == net.config.base_channels:
+        state = widen_trunk({k: v.float() for k, v in state.items()}, net)
+        log.info(
+            "distill.init: the student's trunk widened from %d to %d channels", trunk, own_trunk
+        )
     bad = sorted(
         k for k in own.keys() | state.keys()
         if k not in own or k not in state or own[k].shape != state[k].shape
@@ -134,6 +155,11 @@ class DistillModule(pl.LightningModule):
                 "config), and they are not all readable here; set distill.usual_weight=0"
             )
         self.usual_weight = float(usual_weight)
+        if self.usual_weight <= 0 and teacher_weight <= 0 and pixel_weight <= 0:
+            raise TrainingError(
+                "distill.teacher_weight, distill.pixel_weight and distill.usual_weight are all 0: "
+                "the student would learn nothing; give one of them a weight"
+            )
         if self.usual_weight > 0:
             from stylenet.data.styles import load_style_image
 
@@ -179,22 +205,26 @@ class DistillModule(pl.LightningModule):
     def distill_terms(self, x: Tensor, k: Tensor) -> dict[str, Tensor]:
         """The loss terms for photos ``x`` stylized with the teacher's styles ``k`` (one each)."""
         mix = F.one_hot(k, self.net.num_styles).to(x.dtype)
-        with torch.no_grad():
-            target = self.teacher(x, mix)
         y = self.net(x, mix)
-        vgg_dtype = next(self.loss.vgg.parameters()).dtype
         out_f = self.loss.vgg(y)
-        with torch.no_grad():
-            tgt_f = self.loss.vgg(target.to(vgg_dtype))
-            tgt_grams = {n: gram_matrix(tgt_f[n]) for n in self.loss.style_layers}
-        pixel = F.l1_loss(y.float(), target.float())
-        feat = self.loss.combine(out_f, tgt_f, tgt_grams, y)
-        loss = self.hparams.pixel_weight * pixel + self.hparams.teacher_weight * feat["loss"]
-        terms = {
-            "pixel_l1": pixel,
-            "teacher_content": feat["content_loss"],
-            "teacher_style": feat["style_loss"],
-        }
+        loss = y.new_zeros((), dtype=torch.float32)
+        terms: dict[str, Tensor] = {}
+        # The teacher's output is computed only when a term reads it: with both weights at 0 the
+        # run trains the student on the usual loss alone, a step without the teacher's forward.
+        if self.hparams.pixel_weight > 0 or self.hparams.teacher_weight > 0:
+            vgg_dtype = next(self.loss.vgg.parameters()).dtype
+            with torch.no_grad():
+                target = self.teacher(x, mix)
+                tgt_f = self.loss.vgg(target.to(vgg_dtype))
+                tgt_grams = {n: gram_matrix(tgt_f[n]) for n in self.loss.style_layers}
+            pixel = F.l1_loss(y.float(), target.float())
+            feat = self.loss.combine(out_f, tgt_f, tgt_grams, y)
+            loss = self.hparams.pixel_weight * pixel + self.hparams.teacher_weight * feat["loss"]
+            terms.update(
+                pixel_l1=pixel,
+                teacher_content=feat["content_loss"],
+                teacher_style=feat["style_loss"],
+            )
         if self.usual_weight > 0:
             with torch.no_grad():
                 photo_f = self.loss.vgg(x, self.loss.content_layers)
