@@ -79,8 +79,20 @@ class ModelConfig:
     # network from a trained narrower one.
     trunk_channels: int = 0
 
+    @property
+    def trunk(self) -> int:
+        """The trunk's width, ``trunk_channels`` resolved."""
+        return self.trunk_channels or 4 * self.base_channels
+
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
+
+
+def upsample2x(x: Tensor, mode: str) -> Tensor:
+    """The decoder's 2x resize (``ModelConfig.upsample``: "nearest" or "bilinear")."""
+    if mode == "nearest":
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 class ConvLayer(nn.Module):
@@ -149,7 +161,7 @@ class TransformerNet(nn.Module):
             trunk_channels,
         )
         c = base_channels
-        t = trunk_channels or 4 * c
+        t = self.config.trunk
         block = RES_BLOCKS[res_block]
         S = num_styles
         self.down = nn.ModuleList(
@@ -279,18 +291,14 @@ class TransformerNet(nn.Module):
         decoder = self.config.decoder
         last = len(self.up) - 1
         for i, (conv, n) in enumerate(zip(self.up, self.up_norm, strict=True)):
-            conv_first = decoder == "conv_resize" or (
-                decoder in ("hybrid", "conv_shuffle") and i < last
+            conv_first = decoder in ("conv_resize", "conv_shuffle") or (
+                decoder == "hybrid" and i < last
             )
-            if decoder == "conv_shuffle" and i == last:
-                y = norm(n, conv(y))
-                break  # the resize is the output conv's pixel shuffle
             if conv_first:
                 y = norm(n, conv(y))
-            if self.config.upsample == "nearest":
-                y = F.interpolate(y, scale_factor=2.0, mode="nearest")
-            else:
-                y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+            if decoder == "conv_shuffle" and i == last:
+                break  # the last resize is the output conv's pixel shuffle
+            y = upsample2x(y, self.config.upsample)
             if not conv_first:
                 y = norm(n, conv(y))
         y = self.out(y)
@@ -314,11 +322,9 @@ def shuffle_out_weights(weight: Tensor, bias: Tensor, upsample: str) -> tuple[Te
     centre = side // 2
     impulses = torch.zeros(cin, cin, side, side, dtype=torch.float64)
     impulses[torch.arange(cin), torch.arange(cin), centre, centre] = 1.0
-    if upsample == "nearest":
-        up = F.interpolate(impulses, scale_factor=2.0, mode="nearest")
-    else:
-        up = F.interpolate(impulses, scale_factor=2.0, mode="bilinear", align_corners=False)
-    resp = F.conv2d(up, weight.detach().double(), padding=r)  # [cin, cout, 2*side, 2*side]
+    resp = F.conv2d(
+        upsample2x(impulses, upsample), weight.detach().double(), padding=r
+    )  # [cin, cout, 2*side, 2*side]
     # The response to an impulse at half-resolution pixel p, at output block p - d, is the new
     # kernel's tap d (cross-correlation): blocks centre - r .. centre + r, read backwards.
     blocks = resp.reshape(cin, cout, side, 2, side, 2)
@@ -350,9 +356,9 @@ def widen_trunk(state: Mapping[str, Tensor], net: TransformerNet) -> dict[str, T
             raise ValueError(f"{key}: {tuple(old.shape)} does not widen to {tuple(new.shape)}")
         w = new.detach().clone().to(old.dtype)
         w[tuple(slice(0, n) for n in old.shape)] = old
-        # A conv's [out, in, ...] weight: old outputs must not read new inputs. Norm rows are
-        # [styles, channels]: nothing reads across channels there.
-        if not TransformerNet.is_row_key(key) and w.dim() == 4 and old.shape[1] < w.shape[1]:
+        # A conv's [out, in, k, k] weight: old outputs must not read new inputs. (Norm rows are
+        # [styles, channels] and depthwise weights [channels, 1, k, k]: nothing reads across.)
+        if w.dim() == 4 and old.shape[1] < w.shape[1]:
             w[: old.shape[0], old.shape[1] :] = 0
         out[key] = w
     return out

@@ -36,6 +36,7 @@ from stylenet.data.styles import recorded_style_specs
 from stylenet.errors import TrainingError
 from stylenet.losses.perceptual import gram_matrix
 from stylenet.nn.network import (
+    ModelConfig,
     build_model,
     complete_model_args,
     shuffle_out_weights,
@@ -78,8 +79,7 @@ def student_init(path: str, names: Sequence[str], net: torch.nn.Module) -> dict[
             state["out.conv.weight"].float(), state["out.conv.bias"].float(), args["upsample"]
         )
         log.info("distill.init: the student's output conv folded into a conv_shuffle output")
-    trunk = args["trunk_channels"] or 4 * args["base_channels"]
-    own_trunk = net.config.trunk_channels or 4 * net.config.base_channels
+    trunk, own_trunk = ModelConfig(**args).trunk, net.config.trunk
     if trunk < own_trunk and args["base_channels"] == net.config.base_channels:
         state = widen_trunk({k: v.float() for k, v in state.items()}, net)
         log.info(
