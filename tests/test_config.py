@@ -219,3 +219,14 @@ def test_groups_are_built_by_instantiate_and_a_stray_key_is_one_line(compose, ph
     with pytest.raises(OptionError) as e:  # the target's own errors come through, keyed
         build_datamodule(compose(["data.scale=[0.9,0.1]"]))
     assert e.value.option == "data.scale"
+
+
+def test_a_plain_composition_does_not_read_an_earlier_runs_overrides(compose) -> None:
+    # resolved_run_config sets Hydra's node in the process; a config composed after it without
+    # that node must not see the earlier command line's model override (a bank grown in-process
+    # after it was refused for an override it never had).
+    from stylenet.training.build import _model_overrides
+
+    run = compose(["model.base_channels=8"], hydra=True)
+    assert _model_overrides(run)["base_channels"] == 8
+    assert _model_overrides(compose([])) == {}

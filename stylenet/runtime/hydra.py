@@ -180,6 +180,13 @@ def compose_config(
     from hydra import compose, initialize_config_dir
 
     overrides, _ = launch_overrides(overrides, config_name)
+    if not return_hydra_config:
+        # A config without its Hydra node: the node an earlier resolved_run_config set in this
+        # process (its command-line overrides, read by build._explicit_overrides) is not this
+        # config's, and must not be read as if it were.
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = None
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
         return compose(config_name, overrides, return_hydra_config=return_hydra_config)
 
