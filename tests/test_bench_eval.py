@@ -146,7 +146,10 @@ def test_gpu_suite_code_runs_quick_and_reports(tmp_path, monkeypatch):
     from stylenet.bench.suite import run_suite
 
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
-    res = run_suite("cpu", quick=True, tests=False, log=lambda s: None)
+    seen = []  # the results after each section: partial until the last
+    res = run_suite("cpu", quick=True, tests=False, log=lambda s: None,
+                    on_section=lambda r: seen.append((r["partial"], len(r["training"]))))  # fmt: skip
+    assert seen == [(True, 0), (False, 2)]
     assert res["errors"] == [], res["errors"]
     impls = {r["impl"] for r in res["inference"]}
     # The precision the Stylizer picks on this CPU (bf16 where AMX makes it fast, fp32 elsewhere)
@@ -178,3 +181,62 @@ def test_report_includes_studies_after_the_results(tmp_path):
     assert "## Growing a bank" in md and "| affine | 1.0 |" in md
     assert "    stylenet-train ..." in md and "Provenance: measured here" in md
     assert "(from `bench/studies/growing.json`)" in md
+
+
+def test_gpu_suite_budget_skips_and_lists_the_rows_left(tmp_path):
+    """A spent budget: no row runs, each is listed as skipped, and the report says so."""
+    from stylenet.bench.suite import run_suite
+
+    res = run_suite("cpu", quick=True, tests=False, log=lambda s: None, budget_s=0.0)
+    assert res["inference"] == [] and res["training"] == [] and res["errors"] == []
+    assert "naive 64 b1" in res["skipped"] and "tiled" in res["skipped"]
+    assert any(w.startswith("training") for w in res["skipped"])
+    md = render_markdown([write_results(res, tmp_path)])
+    assert "Skipped, the suite's budget of 0 s spent" in md and "`tiled`" in md
+    assert "Partial" not in md
+    md = render_markdown([write_results({**res, "partial": True}, tmp_path)])
+    assert "Partial: the run was stopped" in md
+
+
+def test_gpu_kit_packs_training_photos_small_and_leaves_the_held_out_behind(tmp_path):
+    from PIL import Image
+
+    from stylenet.bench.kit import pack_photos
+
+    src = tmp_path / "photos"
+    make_photo(src / "a.png", (600, 400), seed=1)
+    make_photo(src / "sub" / "b.jpg", (90, 80), seed=2)  # below the kit's size: kept as it is
+    make_photo(src / "held.jpg", (500, 400), seed=3)
+    make_photo(src / "sub" / "held2.png", (500, 400), seed=4)
+    (src / "broken.jpg").write_bytes(b"not a jpeg")
+    kit = tmp_path / "kit"
+    (kit / "photos").mkdir(parents=True)
+    (kit / "photos" / "stale.jpg").write_bytes(b"from an earlier packing")
+    packed = pack_photos(src, kit, {"held.jpg", "sub/held2.png"}, short_side=100)
+    assert sorted(p.relative_to(kit).as_posix() for p in packed.train) == [
+        "photos/a.jpg", "photos/sub/b.jpg"]  # fmt: skip
+    assert packed.held_out == 2 and len(packed.skipped) == 1 and "broken.jpg" in packed.skipped[0]
+    assert sorted(p.name for p in (kit / "photos").rglob("*.jpg")) == ["a.jpg", "b.jpg"]
+    assert Image.open(kit / "photos" / "a.jpg").size == (150, 100)
+    assert Image.open(kit / "photos" / "sub" / "b.jpg").size == (90, 80)
+    assert not list(kit.rglob("held*"))
+
+
+def test_evaluate_command_writes_a_jpeg_sheet_and_reads_the_vgg_file_it_is_given(tmp_path, capsys):
+    from PIL import Image
+
+    from stylenet.cli.evaluate import main
+
+    ck = random_bank(tmp_path / "bank.pt", ["starry_night", "the_scream"])
+    photos = tmp_path / "photos"
+    make_photo(photos / "p0.png", (56, 40), seed=0)
+    common = ["-c", str(ck), "--content-dir", str(photos), "--size", "48", "--gap-photos", "0"]
+    assert main([*common, "--vgg-weights", "random", "-o", str(tmp_path / "r")]) == 0
+    sheet = tmp_path / "r" / "contact_sheet.jpg"
+    assert Image.open(sheet).format == "JPEG"
+    assert "](contact_sheet.jpg)" in (tmp_path / "r" / "report.md").read_text()
+    capsys.readouterr()
+    missing = tmp_path / "missing_vgg.pth"
+    rc = main([*common, "--vgg-weights-path", str(missing), "-o", str(tmp_path / "r2")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and f"{missing} does not exist" in err

@@ -249,3 +249,13 @@ def test_interrupt_saves_and_resumes(compose, tiny_overrides, tmp_path, monkeypa
     assert last["global_step"] == 3
     monkeypatch.setattr(StyleTransferModule, "training_step", original)
     assert train(compose(tiny_overrides + ["trainer.max_steps=6"])).global_step == 6
+
+
+def test_a_wall_clock_limit_stops_saves_and_exports(compose, tiny_overrides):
+    """trainer.max_time: the run ends at a step boundary past the limit, well before max_steps,
+    and ends as at max_steps: a last checkpoint and an exported file of the steps it made."""
+    cfg = compose(tiny_overrides + ["trainer.max_steps=400", "trainer.max_time=00:00:00:02"])
+    res = train(cfg)
+    assert 0 < res.global_step < 400
+    assert read_checkpoint(res.export_path)["trained_steps"] == res.global_step
+    assert (res.run_dir / "checkpoints" / "last.ckpt").is_file()

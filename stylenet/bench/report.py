@@ -28,7 +28,8 @@ def render_quality(report_dirs: list[Path], root: Path) -> list[str]:
     for d in sorted(report_dirs):
         md = (d / "report.md").read_text()
         rel = d.relative_to(root).as_posix()
-        md = md.replace("](contact_sheet.png)", f"]({rel}/contact_sheet.png)")
+        for sheet in ("contact_sheet.jpg", "contact_sheet.png"):  # .png: earlier reports
+            md = md.replace(f"]({sheet})", f"]({rel}/{sheet})")
         # Headings two levels down: a report's title becomes a subsection of "## Quality".
         md = "".join("##" + ln if ln.startswith("#") else ln for ln in md.splitlines(True))
         lines += [md, f"(from `{rel}/report.json`)", ""]
@@ -142,6 +143,12 @@ def render_markdown(
             lines.append(f"- failed row `{e['row']}`: {e['error']}")
         if r.get("errors"):
             lines.append("")
+        if r.get("partial"):
+            lines += ["Partial: the run was stopped before its last section; these rows are what it "
+                      "had measured.", ""]  # fmt: skip
+        if r.get("skipped"):
+            lines += [f"Skipped, the suite's budget of {r['budget_s']:.0f} s spent: "
+                      + ", ".join(f"`{w}`" for w in r["skipped"]), ""]  # fmt: skip
         if r.get("notes"):
             lines += [r["notes"], ""]
     if quality_dirs:

@@ -49,17 +49,26 @@ def _net(base_channels: int = 32) -> TransformerNet:
 
 
 class Suite:
-    def __init__(self, device: str, quick: bool, log: Callable[[str], None] = print) -> None:
+    def __init__(self, device: str, quick: bool, log: Callable[[str], None] = print,
+                 budget_s: float | None = None) -> None:  # fmt: skip
         self.device = device
         self.quick = quick
         self.log = log
+        self.budget_s = budget_s
         self.results: dict[str, Any] = {
             "env": environment(), "suite": "quick" if quick else "gpu",
             "inference": [], "memory": [], "training": [], "tests": {}, "errors": [],
+            "skipped": [], "budget_s": budget_s,
         }  # fmt: skip
         self.t0 = time.time()
 
     def guarded(self, what: str, fn: Callable[[], Any]) -> Any:
+        """``fn``'s row; a row that fails records its error, and once the budget is spent the
+        rows left are recorded as skipped instead of run (the rows come in order of need)."""
+        if self.budget_s is not None and time.time() - self.t0 > self.budget_s:
+            self.log(f"  skipped {what}: the suite's budget of {self.budget_s:.0f} s is spent")
+            self.results["skipped"].append(what)
+            return None
         try:
             return fn()
         except ROW_ERRORS as e:  # a row that cannot run here is recorded; the run goes on
@@ -260,22 +269,34 @@ def run_suite(
     data_root: str | None = None,
     tests: bool = True,
     log: Callable[[str], None] = print,
+    budget_s: float | None = None,
+    on_section: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """The suite's results. ``on_section`` gets them after each section (inference, training,
+    tests; ``"partial": true`` until the last), so a run stopped from outside keeps what it
+    measured."""
     if device == "cuda" and not torch.cuda.is_available():
         from stylenet.errors import OptionError
 
         raise OptionError(
             "the GPU suite needs a CUDA device; --suite quick runs anywhere", option="suite"
         )
-    s = Suite(device, quick, log)
+    s = Suite(device, quick, log, budget_s)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
-    log("== inference")
-    s.inference()
-    log("== training")
-    s.training(vgg_weights_path, data_root)
+    s.results["partial"] = True
+    sections: list[tuple[str, Callable[[], Any]]] = [
+        ("inference", s.inference),
+        ("training", lambda: s.training(vgg_weights_path, data_root)),
+    ]
     if tests:
-        log("== pytest -m gpu")
-        s.guarded("pytest -m gpu", s.gpu_tests)
-    s.results["wall_s"] = round(time.time() - s.t0, 1)
+        sections.append(("pytest -m gpu", lambda: s.guarded("pytest -m gpu", s.gpu_tests)))
+    for i, (name, fn) in enumerate(sections):
+        log(f"== {name}")
+        fn()
+        s.results["wall_s"] = round(time.time() - s.t0, 1)
+        if i == len(sections) - 1:
+            s.results["partial"] = False
+        if on_section is not None:
+            on_section(s.results)
     return s.results

@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="photos for the suite's training rows (default: the samples)",
     )
     p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="--suite: seconds after which the rows not yet begun are skipped (and listed)",
+    )
+    p.add_argument(
         "--gpu-kit",
         metavar="DIR",
         default=None,
@@ -102,9 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the studies)",
     )
     p.add_argument("--video", default=None, help="the clip of the flicker study")
-    p.add_argument("--content-dir", default=None, help="the photos of the jpeg study")
     p.add_argument(
-        "--photos", default=None, help="text file naming the photos of --content-dir to use"
+        "--content-dir",
+        default=None,
+        help="the photos of the jpeg study; with --gpu-kit, training photos to pack into the kit",
+    )
+    p.add_argument(
+        "--photos",
+        default=None,
+        help="text file naming the photos of --content-dir to use (with --gpu-kit: held out, not packed)",
     )
     p.add_argument(
         "--serve",
@@ -122,6 +134,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
+def _gpu_kit(args: argparse.Namespace) -> None:
+    from stylenet.bench.kit import folder_bytes, pack_photos, prepare_kit, tree_bytes
+    from stylenet.data.photos import read_exclusions
+
+    kit = Path(args.gpu_kit)
+    for path in prepare_kit(kit):
+        print(path)
+    if args.content_dir:
+        held = read_exclusions(args.photos) if args.photos else set()
+        packed = pack_photos(Path(args.content_dir), kit, held)
+        for why in packed.skipped:
+            print(f"  skipped {why}")
+        print(f"photos: {len(packed.train)} to train on in {kit / 'photos'}, {packed.held_out} held "
+              f"out and left behind, {len(packed.skipped)} unreadable and skipped")  # fmt: skip
+        if packed.held_out < len(held):
+            print(f"  note: {len(held) - packed.held_out} of the {len(held)} names in "
+                  f"{args.photos} are not photos of {args.content_dir}")  # fmt: skip
+    tree = tree_bytes(Path.cwd())
+    size = folder_bytes(kit)
+    if tree is not None:
+        print(f"the kit: {size / 2**20:.1f} MiB; with the source tree here (git ls-files, "
+              f"{tree / 2**20:.1f} MiB): {(size + tree) / 2**20:.1f} MiB")  # fmt: skip
+    else:
+        print(f"the kit: {size / 2**20:.1f} MiB")
+
+
 def _body(args: argparse.Namespace) -> int:
     from stylenet.bench.inference import bench_inference
     from stylenet.bench.report import render_markdown, write_results
@@ -135,10 +173,7 @@ def _body(args: argparse.Namespace) -> int:
     if not args.report:
         check_writable_dir(args.results_dir)  # before the runs, not after them
     if args.gpu_kit:
-        from stylenet.bench.kit import prepare_kit
-
-        for path in prepare_kit(Path(args.gpu_kit)):
-            print(path)
+        _gpu_kit(args)
         return 0
     if args.study:
         from stylenet.bench.studies import run_study, write_study
@@ -149,10 +184,15 @@ def _body(args: argparse.Namespace) -> int:
         from stylenet.bench.suite import run_suite
 
         device = "cuda" if args.suite == "gpu" else resolve_device("auto").type
+        command = "stylenet-bench " + " ".join(sys.argv[1:])
+
+        def save(results: dict) -> Path:  # after each section: a run killed later keeps them
+            results["env"]["command"] = command
+            return write_results(results, args.results_dir)
+
         results = run_suite(device, args.suite == "quick", args.vgg_weights_path, args.data_root,
-                            tests=args.suite == "gpu")  # fmt: skip
-        results["env"]["command"] = "stylenet-bench " + " ".join(sys.argv[1:])
-        print(f"results: {write_results(results, args.results_dir)}")
+                            tests=args.suite == "gpu", budget_s=args.budget_s, on_section=save)  # fmt: skip
+        print(f"results: {save(results)}")
     elif args.camera:
         from stylenet.bench.serve import camera_rate
 

