@@ -259,3 +259,28 @@ def test_a_wall_clock_limit_stops_saves_and_exports(compose, tiny_overrides):
     assert 0 < res.global_step < 400
     assert read_checkpoint(res.export_path)["trained_steps"] == res.global_step
     assert (res.run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_lr_factor_follows_the_clock_when_it_comes_first():
+    from stylenet.training.module import lr_factor
+
+    assert lr_factor(5, 1000, "cosine", 0, 0.1, time_fraction=0.5) == pytest.approx(0.55)
+    assert lr_factor(5, 1000, "cosine", 0, 0.1, time_fraction=1.0) == pytest.approx(0.1)
+    assert lr_factor(900, 1000, "cosine", 0, 0.1, time_fraction=0.0) == pytest.approx(
+        lr_factor(900, 1000, "cosine", 0, 0.1)
+    )  # the steps came first
+    assert lr_factor(5, 0, "cosine", 0, 0.1, time_fraction=0.5) == pytest.approx(0.55)
+    assert lr_factor(5, 1000, "constant", 0, 0.1, time_fraction=0.9) == 1.0
+
+
+def test_a_cosine_run_under_a_wall_clock_limit_ends_at_its_lowest_rate(compose, tiny_overrides):
+    """max_steps far away, max_time near: the rate at the last step is near min_lr_ratio."""
+    cfg = compose(tiny_overrides + ["trainer.max_steps=400", "trainer.max_time=00:00:00:03",
+                                    "optim.scheduler=cosine", "optim.min_lr_ratio=0.1"])  # fmt: skip
+    res = train(cfg)
+    assert 0 < res.global_step < 400
+    ck = torch.load(
+        res.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    lr = ck["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr < 0.2 * float(cfg.optim.lr), (lr, res.global_step)

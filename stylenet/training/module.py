@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -36,16 +36,44 @@ class NonFiniteLossError(TrainingError):
 
 
 def lr_factor(
-    step: int, total: int, scheduler: str, warmup_steps: int, min_lr_ratio: float
-) -> float:
+    step: int, total: int, scheduler: str, warmup_steps: int, min_lr_ratio: float,
+    time_fraction: float | None = None,
+) -> float:  # fmt: skip
     """Learning-rate multiplier at ``step``: linear warm-up, then constant or cosine decay to
-    ``min_lr_ratio`` at ``total`` steps (Loshchilov & Hutter 2017, without restarts)."""
+    ``min_lr_ratio`` at ``total`` steps (Loshchilov & Hutter 2017, without restarts). With a
+    wall-clock limit, ``time_fraction`` (the share of it spent, 0..1) moves the cosine along too,
+    so it ends at ``min_lr_ratio`` at whichever limit comes first."""
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
-    if scheduler == "cosine" and total > warmup_steps:
-        t = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
+    if scheduler == "cosine" and (total > warmup_steps or time_fraction is not None):
+        t = (
+            min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
+            if total > warmup_steps
+            else 0.0
+        )
+        if time_fraction is not None:
+            t = max(t, min(1.0, time_fraction))
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
     return 1.0
+
+
+def time_fraction_of(trainer: pl.Trainer | None) -> Callable[[], float | None]:
+    """The share of ``trainer.max_time`` spent in training so far (Lightning's Timer, which
+    keeps it across a resume), or a function answering None where no limit is set."""
+    from pytorch_lightning.callbacks import Timer
+
+    timers = [c for c in (trainer.callbacks if trainer is not None else []) if isinstance(c, Timer)]
+    if not timers:
+        return lambda: None
+    timer = timers[0]
+
+    def fraction() -> float | None:
+        spent, left = timer.time_elapsed("train"), timer.time_remaining("train")
+        if left is None or spent + left <= 0:
+            return None
+        return spent / (spent + left)
+
+    return fraction
 
 
 def drop_frozen_vgg(checkpoint: dict[str, Any]) -> None:
@@ -92,12 +120,17 @@ def seed_this_rank(module: pl.LightningModule) -> None:
 
 def with_schedule(module: pl.LightningModule, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """``configure_optimizers``' answer: ``opt`` with the per-step schedule of the module's
-    ``scheduler``, ``warmup_steps`` and ``min_lr_ratio`` over the trainer's ``max_steps``."""
+    ``scheduler``, ``warmup_steps`` and ``min_lr_ratio`` over the trainer's ``max_steps``, or
+    over its ``max_time`` where that comes first (the cosine then follows the clock)."""
     hp = module.hparams
     trainer = module._trainer
     total = trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 0
+    spent = time_fraction_of(trainer)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: lr_factor(step, total, hp.scheduler, hp.warmup_steps, hp.min_lr_ratio)
+        opt,
+        lambda step: lr_factor(
+            step, total, hp.scheduler, hp.warmup_steps, hp.min_lr_ratio, spent()
+        ),
     )
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
