@@ -146,10 +146,13 @@ def test_gpu_suite_code_runs_quick_and_reports(tmp_path, monkeypatch):
     from stylenet.bench.suite import run_suite
 
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
-    seen = []  # the results after each section: partial until the last
+    seen = []  # the results after every row: partial until the end
     res = run_suite("cpu", quick=True, tests=False, log=lambda s: None,
-                    on_section=lambda r: seen.append((r["partial"], len(r["training"]))))  # fmt: skip
-    assert seen == [(True, 0), (False, 2)]
+                    on_progress=lambda r: seen.append((r["partial"], len(r["inference"]),
+                                                       len(r["training"]))))  # fmt: skip
+    assert seen[0] == (True, 1, 0) and seen[-1] == (False, len(res["inference"]), 2)
+    assert [n for _, n, _ in seen] == sorted(n for _, n, _ in seen)  # one row at a time
+    assert sum(1 for p, _, _ in seen if not p) == 1
     assert res["errors"] == [], res["errors"]
     impls = {r["impl"] for r in res["inference"]}
     # The precision the Stylizer picks on this CPU (bf16 where AMX makes it fast, fp32 elsewhere)

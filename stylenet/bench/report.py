@@ -144,8 +144,8 @@ def render_markdown(
         if r.get("errors"):
             lines.append("")
         if r.get("partial"):
-            lines += ["Partial: the run was stopped before its last section; these rows are what it "
-                      "had measured.", ""]  # fmt: skip
+            lines += ["Partial: the run was stopped before its end; these rows are what it had "
+                      "measured.", ""]  # fmt: skip
         if r.get("skipped"):
             lines += [f"Skipped, the suite's budget of {r['budget_s']:.0f} s spent: "
                       + ", ".join(f"`{w}`" for w in r["skipped"]), ""]  # fmt: skip

@@ -50,11 +50,13 @@ def _net(base_channels: int = 32) -> TransformerNet:
 
 class Suite:
     def __init__(self, device: str, quick: bool, log: Callable[[str], None] = print,
-                 budget_s: float | None = None) -> None:  # fmt: skip
+                 budget_s: float | None = None,
+                 on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:  # fmt: skip
         self.device = device
         self.quick = quick
         self.log = log
         self.budget_s = budget_s
+        self.on_progress = on_progress
         self.results: dict[str, Any] = {
             "env": environment(), "suite": "quick" if quick else "gpu",
             "inference": [], "memory": [], "training": [], "tests": {}, "errors": [],
@@ -80,6 +82,14 @@ class Suite:
             if self.device == "cuda":
                 torch.cuda.empty_cache()
             return None
+        finally:
+            self.progress()
+
+    def progress(self) -> None:
+        """The results so far to ``on_progress`` (after every row), ``wall_s`` brought up to date."""
+        self.results["wall_s"] = round(time.time() - self.t0, 1)
+        if self.on_progress is not None:
+            self.on_progress(self.results)
 
     # ----------------------------------------------------------------------------- inference
     def inference(self) -> None:
@@ -270,33 +280,27 @@ def run_suite(
     tests: bool = True,
     log: Callable[[str], None] = print,
     budget_s: float | None = None,
-    on_section: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """The suite's results. ``on_section`` gets them after each section (inference, training,
-    tests; ``"partial": true`` until the last), so a run stopped from outside keeps what it
-    measured."""
+    """The suite's results. ``on_progress`` gets them after every row (marked ``"partial":
+    true`` until the end), so a run stopped from outside keeps what it measured."""
     if device == "cuda" and not torch.cuda.is_available():
         from stylenet.errors import OptionError
 
         raise OptionError(
             "the GPU suite needs a CUDA device; --suite quick runs anywhere", option="suite"
         )
-    s = Suite(device, quick, log, budget_s)
+    s = Suite(device, quick, log, budget_s, on_progress)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
     s.results["partial"] = True
-    sections: list[tuple[str, Callable[[], Any]]] = [
-        ("inference", s.inference),
-        ("training", lambda: s.training(vgg_weights_path, data_root)),
-    ]
+    log("== inference")
+    s.inference()
+    log("== training")
+    s.training(vgg_weights_path, data_root)
     if tests:
-        sections.append(("pytest -m gpu", lambda: s.guarded("pytest -m gpu", s.gpu_tests)))
-    for i, (name, fn) in enumerate(sections):
-        log(f"== {name}")
-        fn()
-        s.results["wall_s"] = round(time.time() - s.t0, 1)
-        if i == len(sections) - 1:
-            s.results["partial"] = False
-        if on_section is not None:
-            on_section(s.results)
+        log("== pytest -m gpu")
+        s.guarded("pytest -m gpu", s.gpu_tests)
+    s.results["partial"] = False
+    s.progress()
     return s.results

@@ -186,12 +186,12 @@ def _body(args: argparse.Namespace) -> int:
         device = "cuda" if args.suite == "gpu" else resolve_device("auto").type
         command = "stylenet-bench " + " ".join(sys.argv[1:])
 
-        def save(results: dict) -> Path:  # after each section: a run killed later keeps them
+        def save(results: dict) -> Path:  # after every row: a run killed later keeps them
             results["env"]["command"] = command
             return write_results(results, args.results_dir)
 
         results = run_suite(device, args.suite == "quick", args.vgg_weights_path, args.data_root,
-                            tests=args.suite == "gpu", budget_s=args.budget_s, on_section=save)  # fmt: skip
+                            tests=args.suite == "gpu", budget_s=args.budget_s, on_progress=save)  # fmt: skip
         print(f"results: {save(results)}")
     elif args.camera:
         from stylenet.bench.serve import camera_rate
