@@ -284,3 +284,19 @@ def test_a_cosine_run_under_a_wall_clock_limit_ends_at_its_lowest_rate(compose, 
     )
     lr = ck["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr < 0.2 * float(cfg.optim.lr), (lr, res.global_step)
+
+
+def test_the_clock_moves_the_schedule_on_one_process_only():
+    """Several DDP ranks would each read their own clock: their schedule keeps to the steps."""
+    from types import SimpleNamespace
+
+    from pytorch_lightning.callbacks import Timer
+
+    from stylenet.training.module import time_fraction_of
+
+    timer = Timer(duration="00:00:01:00")
+    one = SimpleNamespace(world_size=1, callbacks=[timer])
+    assert time_fraction_of(one)() == pytest.approx(0.0, abs=1e-6)  # the timer has not started
+    assert time_fraction_of(SimpleNamespace(world_size=2, callbacks=[timer]))() is None
+    assert time_fraction_of(SimpleNamespace(world_size=1, callbacks=[]))() is None
+    assert time_fraction_of(None)() is None

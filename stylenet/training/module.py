@@ -59,10 +59,14 @@ def lr_factor(
 
 def time_fraction_of(trainer: pl.Trainer | None) -> Callable[[], float | None]:
     """The share of ``trainer.max_time`` spent in training so far (Lightning's Timer, which
-    keeps it across a resume), or a function answering None where no limit is set."""
+    keeps it across a resume), or a function answering None where no limit is set. Also None
+    with several processes: each reads its own clock, and ranks whose learning rates differ by a
+    hair would let the DDP replicas drift apart; their schedule follows ``max_steps`` alone."""
     from pytorch_lightning.callbacks import Timer
 
-    timers = [c for c in (trainer.callbacks if trainer is not None else []) if isinstance(c, Timer)]
+    if trainer is None or trainer.world_size > 1:
+        return lambda: None
+    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
     if not timers:
         return lambda: None
     timer = timers[0]
