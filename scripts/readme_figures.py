@@ -26,6 +26,12 @@ PALETTE = [(28, 48, 120), (46, 92, 170), (160, 30, 42), (214, 140, 40), (30, 120
            (96, 50, 130), (220, 190, 70), (30, 130, 140)]  # fmt: skip
 
 
+def save_figure(img: Image.Image, output: str) -> Path:
+    from stylenet.io.files import save_image
+
+    return save_image(img, Path(output), quality=FIGURE_QUALITY)
+
+
 def mosaic_painting(size: int = 512, cells: int = 140, seed: int = 7) -> Image.Image:
     """A Voronoi mosaic: flat cells of palette colours with light shading, dark grout lines, a
     little canvas grain. Deterministic for a given seed."""
@@ -51,7 +57,6 @@ def mosaic_painting(size: int = 512, cells: int = 140, seed: int = 7) -> Image.I
 def hero(checkpoint: str, photo: str, a: str, b: str, size: int, output: str) -> Path:
     """A photo, two styles, a 50/50 mix and a masked result, side by side."""
     from stylenet.inference.stylizer import Stylizer
-    from stylenet.io.files import save_image
     from stylenet.io.images import load_image
     from stylenet.io.sheets import contact_sheet
 
@@ -69,9 +74,7 @@ def hero(checkpoint: str, photo: str, a: str, b: str, size: int, output: str) ->
         st.stylize(img, style=a, mask=mask, mask_style=b, **kw),
     ]
     labels = ["photo", a, b, "50/50 mix", f"mask: {a} | {b}"]
-    return save_image(
-        contact_sheet(images, labels, tile=size), Path(output), quality=FIGURE_QUALITY
-    )
+    return save_figure(contact_sheet(images, labels, tile=size), output)
 
 
 def grid(
@@ -82,7 +85,6 @@ def grid(
 
     from stylenet.checkpoints.format import read_checkpoint, thumbnail_bytes
     from stylenet.inference.stylizer import Stylizer
-    from stylenet.io.files import save_image
     from stylenet.io.images import load_image
     from stylenet.io.sheets import contact_sheet
 
@@ -106,9 +108,7 @@ def grid(
         images = [Image.new("RGB", (8, 8), "white"), *thumbs, *images]
         labels = ["", *[f"painting: {s}" for s in styles], *labels]
         ncols = len(styles) + 1
-    return save_image(
-        contact_sheet(images, labels, ncols=ncols, tile=size), Path(output), quality=FIGURE_QUALITY
-    )
+    return save_figure(contact_sheet(images, labels, ncols=ncols, tile=size), output)
 
 
 def predicted(
@@ -117,7 +117,6 @@ def predicted(
     """A painting the predictor never saw, a photo, the predicted row, a 50/50 mix of it with a
     bank style, and (with ``grown``: a bank grown from the prediction) the refined row."""
     from stylenet.inference.stylizer import Stylizer
-    from stylenet.io.files import save_image
     from stylenet.io.images import load_image
     from stylenet.io.sheets import contact_sheet
 
@@ -132,9 +131,7 @@ def predicted(
         g = Stylizer(grown, precision="fp32", compile="off")
         images.append(g.stylize(img, style=g.style_names[-1], max_size=0))
         labels.append("grown from it, 150 CPU steps")
-    return save_image(
-        contact_sheet(images, labels, tile=size), Path(output), quality=FIGURE_QUALITY
-    )
+    return save_figure(contact_sheet(images, labels, tile=size), output)
 
 
 def fast_vs_full(
@@ -142,7 +139,6 @@ def fast_vs_full(
 ) -> Path:
     """A photo, then each style from the full bank above the same style from the fast bank."""
     from stylenet.inference.stylizer import Stylizer
-    from stylenet.io.files import save_image
     from stylenet.io.images import load_image
     from stylenet.io.sheets import contact_sheet
 
@@ -157,11 +153,7 @@ def fast_vs_full(
         for s in styles:
             images.append(st.stylize(img, style=s, max_size=0))
             labels.append(f"{s}: {name}")
-    return save_image(
-        contact_sheet(images, labels, ncols=len(styles) + 1, tile=size),
-        Path(output),
-        quality=FIGURE_QUALITY,
-    )
+    return save_figure(contact_sheet(images, labels, ncols=len(styles) + 1, tile=size), output)
 
 
 def palette_figure(checkpoint: str, photo: str, styles: list[str], size: int, output: str) -> Path:
@@ -171,7 +163,6 @@ def palette_figure(checkpoint: str, photo: str, styles: list[str], size: int, ou
 
     from stylenet.checkpoints.format import read_checkpoint, thumbnail_bytes
     from stylenet.inference.stylizer import Stylizer
-    from stylenet.io.files import save_image
     from stylenet.io.images import load_image
     from stylenet.io.sheets import contact_sheet
 
@@ -195,9 +186,7 @@ def palette_figure(checkpoint: str, photo: str, styles: list[str], size: int, ou
         for amount in (0.0, 0.5, 1.0):
             images.append(st.stylize(img, style=s, palette=amount, max_size=0))
             labels.append(f"--palette {amount:g}")
-    return save_image(
-        contact_sheet(images, labels, ncols=4, tile=size), Path(output), quality=FIGURE_QUALITY
-    )
+    return save_figure(contact_sheet(images, labels, ncols=4, tile=size), output)
 
 
 def web_screenshot(checkpoint: str, photo: str, mix: dict[str, float], output: str) -> Path:

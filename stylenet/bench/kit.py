@@ -75,6 +75,7 @@ def pack_photos(src: Path, out: Path, heldout: set[str] | None = None,
 
     from PIL import Image
 
+    from stylenet.data.photos import apply_exclusions
     from stylenet.errors import DataError, ImageReadError
     from stylenet.io.files import save_image
     from stylenet.io.images import list_images, load_image
@@ -82,18 +83,16 @@ def pack_photos(src: Path, out: Path, heldout: set[str] | None = None,
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise DataError(f"{src} is not a folder of photos", option="content-dir")
-    heldout = heldout or set()
     dest = out / "photos"
     if dest.exists():  # a packing of other photos must not linger there
         shutil.rmtree(dest)
     packed = PackedPhotos()
+    files, packed.held_out = apply_exclusions(
+        list_images(src, exclude=[out]), src, heldout or set()
+    )
     seen: dict[Path, Path] = {}
-    for f in list_images(src, exclude=[out]):
-        rel = f.relative_to(src)
-        if f.name in heldout or rel.as_posix() in heldout:
-            packed.held_out += 1
-            continue
-        target = dest / rel.with_suffix(".jpg")
+    for f in files:
+        target = dest / f.relative_to(src).with_suffix(".jpg")
         if target in seen:
             raise DataError(f"{seen[target]} and {f} would both be packed as {target}",
                             option="content-dir")  # fmt: skip

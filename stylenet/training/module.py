@@ -46,11 +46,9 @@ def lr_factor(
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
     if scheduler == "cosine" and (total > warmup_steps or time_fraction is not None):
-        t = (
-            min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
-            if total > warmup_steps
-            else 0.0
-        )
+        t = 0.0
+        if total > warmup_steps:
+            t = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
         if time_fraction is not None:
             t = max(t, min(1.0, time_fraction))
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
