@@ -254,18 +254,21 @@ def test_distill_lowers_l1_and_exports(tmp_path: Path, tiny_overrides, compose) 
 def test_distill_init_starts_from_an_exported_student(
     tmp_path: Path, tiny_overrides, compose
 ) -> None:
-    from stylenet.checkpoints.format import export_inference_checkpoint
+    from stylenet.checkpoints.format import export_inference_checkpoint, read_checkpoint
     from stylenet.errors import TrainingError
     from stylenet.io.files import sha256_file
     from stylenet.training.plans import make_plan
 
     # The teacher's recorded painting size and loss weights are the run's (and its record's).
     recorded = {"style_size": 40, "loss": {"style_weight": 3.0e9, "content_weight": 2.0e4}}
-    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"], train_config=recorded)
+    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"], train_config=recorded,
+                          history=[{"event": "trained", "steps": 9}])  # fmt: skip
     student = random_network(2, 8, 1, seed=7, **FAST)
     init = tmp_path / "student.pt"
-    before = {"event": "distilled", "steps": 5, "teacher": "t.pt"}
-    export_inference_checkpoint(student, ["a", "b"], init, history=[{"event": "grown"}, before])
+    before = [{"event": "distilled", "steps": 5, "teacher": "t.pt"},
+              {"event": "finetuned", "mode": "affine", "steps": 4}]  # fmt: skip
+    theirs = read_checkpoint(teacher)["history"]
+    export_inference_checkpoint(student, ["a", "b"], init, history=[*theirs, *before])
     ov = [o for o in tiny_overrides if not o.startswith("model")]
     ov += ["experiment=distill", f"distill.teacher={teacher}", "model.base_channels=8",
            "model.num_res_blocks=1", f"distill.init={init}"]  # fmt: skip
@@ -278,10 +281,11 @@ def test_distill_init_starts_from_an_exported_student(
     assert module.hparams.colour_weight == 0.0  # the record predates the colour term
     for k, v in student.state_dict().items():
         assert torch.equal(module.net.state_dict()[k], v), k
-    # The export's history: the teacher's, the starting student's distillations, then this run.
+    # The export's history: the teacher's, what the starting student's file added to it (its
+    # distillation, its rows fine-tuned), then this run.
     plan = make_plan(cfg, [])
     _, history = plan.export_parts(plan.build_module(cfg), 3, {})
-    assert history[-2:-1] == [before] and history[-1]["init"] == str(init)
+    assert theirs and history[:-1] == [*theirs, *before] and history[-1]["init"] == str(init)
     assert history[-1]["init_sha256"] == sha256_file(init) and history[-1]["steps"] == 3
 
     # A student of other styles, or of another shape, is one line naming the mismatch.

@@ -629,6 +629,53 @@ def test_the_predictor_can_be_dropped_from_a_bank(bank_with_predictor, tmp_path)
     assert main(["drop-predictor", str(out), "-o", str(tmp_path / "again.pt")]) != 0
 
 
+def test_a_predictor_is_copied_to_another_network_of_its_widths(
+    bank_with_predictor, fast_bank_with_predictor, vgg_random, tmp_path, capsys
+):
+    """``copy-predictor`` keeps a predictor across a change of the network's weights (as after a
+    continued distillation): the bank's own styles untouched, the copied predictor's rows those it
+    gave before, the history saying from which file and whether the convolutions are the same."""
+    from stylenet.cli.bank import main
+    from stylenet.io.files import sha256_file
+
+    def copy(bank: Path, source: Path, out: Path) -> int:
+        return main(["copy-predictor", str(bank), "--from", str(source), "-o", str(out)])
+
+    def stylize(path: Path) -> torch.Tensor:
+        return Stylizer(path, device="cpu", precision="fp32").stylize(x, style=str(painting))
+
+    painting = texture(tmp_path / "p.png", 3)
+    x = torch.rand(1, 3, 32, 40)
+    plain = tmp_path / "plain.pt"
+    assert main(["drop-predictor", str(bank_with_predictor), "-o", str(plain)]) == 0
+    # Another network of the same layout: different convolutions, different rows.
+    other = export_inference_checkpoint(random_network(2, seed=7), NAMES, tmp_path / "other.pt")
+    out = tmp_path / "kept.pt"
+    assert copy(other, bank_with_predictor, out) == 0
+    src, before, after = (read_checkpoint(p) for p in (bank_with_predictor, other, out))
+    for k, v in before["state_dict"].items():
+        assert torch.equal(after["state_dict"][k], v)
+    for k, v in src["predictor"]["state_dict"].items():
+        assert torch.equal(after["predictor"]["state_dict"][k], v)
+    ev = after["history"][-1]
+    assert ev["event"] == "predictor copied" and ev["network"] == "different"
+    assert ev["from"] == "bank.pt" and ev["from_sha256"] == sha256_file(bank_with_predictor)
+    a, b = stylize(out), stylize(bank_with_predictor)
+    assert not torch.allclose(a, b)  # the same rows through other convolutions
+    # Back onto the network it was trained for: the same network, the same outputs.
+    again = tmp_path / "again.pt"
+    assert copy(plain, bank_with_predictor, again) == 0
+    assert read_checkpoint(again)["history"][-1]["network"] == "the same"
+    assert torch.allclose(b, stylize(again), atol=1e-6)
+    # A predictor made for other norm widths, or none at all, is refused in one line.
+    capsys.readouterr()
+    bad = tmp_path / "bad.pt"
+    assert copy(plain, fast_bank_with_predictor, bad) != 0
+    assert "other norm widths" in capsys.readouterr().err and not bad.exists()
+    assert copy(other, plain, bad) != 0
+    assert "no style predictor to copy" in capsys.readouterr().err and not bad.exists()
+
+
 def test_the_style_folder_is_scanned_held_out_and_augmented(textures, photo_dir, tmp_path):
     from stylenet.data.style_images import PairedDataModule
 

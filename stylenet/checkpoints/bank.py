@@ -244,3 +244,39 @@ def drop_predictor(ckpt: dict[str, Any]) -> dict[str, Any]:
     del out[PREDICTOR_KEY]
     out["history"] = [*ckpt.get("history", []), {"event": "predictor removed", "date": now_iso()}]
     return out
+
+
+def copy_predictor(
+    ckpt: dict[str, Any], source: dict[str, Any], label: str, sha256: str | None = None
+) -> dict[str, Any]:
+    """A copy of ``ckpt`` carrying ``source``'s style predictor (every style and weight of
+    ``ckpt`` unchanged), e.g. to keep a predictor after a continued distillation changed the
+    network it was trained for. Its predicted rows are those it gave before: whether they still
+    suit the new convolutions is for ``stylenet-evaluate --style-images`` to say, and the history
+    records whether the two networks' shared weights are identical."""
+    from stylenet.checkpoints.format import predictor_from_checkpoint
+
+    entry = source.get(PREDICTOR_KEY)
+    if not entry:
+        raise BankError(f"{label} has no style predictor to copy")
+    # Loads and fits this network's norms, or says which of the two it is not for.
+    predictor_from_checkpoint({PREDICTOR_KEY: entry}, network_from_checkpoint(ckpt, "bank"), label)
+    out = copy.copy(ckpt)
+    out[PREDICTOR_KEY] = entry
+    event: dict[str, Any] = {"event": "predictor copied", "date": now_iso(), "from": label}
+    if sha256:
+        event["from_sha256"] = sha256
+    event["network"] = "the same" if _same_shared(ckpt, source) else "different"
+    if ckpt.get(PREDICTOR_KEY):
+        event["replaced"] = "the bank's own predictor"
+    out["history"] = [*ckpt.get("history", []), event]
+    return out
+
+
+def _same_shared(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two checkpoints' shared (non-row) weights are identical."""
+    sa, sb = a["state_dict"], b["state_dict"]
+    keys = {k for k in sa if not TransformerNet.is_row_key(k)}
+    if keys != {k for k in sb if not TransformerNet.is_row_key(k)}:
+        return False
+    return all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in keys)

@@ -10,6 +10,7 @@
     stylenet-bank upgrade old.pt -o new.pt          # an older file: add thumbnails, format 2
     stylenet-bank add checkpoints/bank_all.pt my_painting.jpg -o bank.pt   # a predicted row
     stylenet-bank drop-predictor checkpoints/bank_all.pt -o bank.pt      # the styles alone
+    stylenet-bank copy-predictor student.pt --from old-student.pt -o bank.pt   # keep a predictor
 
 Edits write to ``-o NEW.pt``, or replace the bank with ``--in-place`` (the old file is kept as
 ``<bank>.pt.bak``). The outputs of every kept style are unchanged.
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("painting", help="image file")
     s.add_argument("--name", help="the new style's name (default: the file's name)")
     edit("drop-predictor", "remove the style predictor (the styles are untouched)")
+    s = edit(
+        "copy-predictor",
+        "give the bank another file's style predictor (made for the same "
+        "norm widths, e.g. the file a continued training started from)",
+    )
+    s.add_argument("--from", dest="source", required=True, metavar="FILE",
+                   help="the checkpoint whose predictor to copy")  # fmt: skip
     s = edit("reorder", "put the styles in a new order")
     s.add_argument("order", nargs="+", help="every style once, names or indices, in the new order")
     s = sub.add_parser("merge", help="one bank from two with identical shared weights",
@@ -159,6 +167,11 @@ def _body(args: argparse.Namespace) -> int:
             result = _add_predicted(ckpt, args)
         elif args.action == "drop-predictor":
             result = B.drop_predictor(ckpt)
+        elif args.action == "copy-predictor":
+            from stylenet.io.files import sha256_file
+
+            src = args.source
+            result = B.copy_predictor(ckpt, read_checkpoint(src), Path(src).name, sha256_file(src))
         else:
             result = B.reorder(ckpt, args.order)
         save_checkpoint(result, out, overwrite=overwrite)

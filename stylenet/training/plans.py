@@ -318,15 +318,17 @@ class DistillPlan(BasePlan):
             "init": module.hparams.get("init"),
         }  # fmt: skip
         earlier: list[dict[str, Any]] = []
+        theirs = list(t.get("history", []))
         if entry["init"]:
-            # A continued distillation: the starting student's own distillations come first, so
-            # the history adds up to every step the weights saw, and its file is identified.
+            # A continued distillation: what the starting student's own file records beyond the
+            # teacher's history comes first (its distillations, rows fine-tuned, a predictor
+            # kept), so the history adds up to every step the weights saw, and its file is
+            # identified.
             entry["init_sha256"] = sha256_file(entry["init"])
             earlier = [
-                h for h in read_checkpoint(entry["init"]).get("history", [])
-                if h.get("event") == "distilled"
+                h for h in read_checkpoint(entry["init"]).get("history", []) if h not in theirs
             ]  # fmt: skip
-        return thumbs, [*t.get("history", []), *earlier, entry]
+        return thumbs, [*theirs, *earlier, entry]
 
     def export_extra(self, module: Any, steps: int, train_config: dict[str, Any]) -> dict:
         """No predictor: the teacher's reads the teacher's norms, not the student's."""
