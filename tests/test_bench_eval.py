@@ -186,6 +186,57 @@ def test_report_includes_studies_after_the_results(tmp_path):
     assert "(from `bench/studies/growing.json`)" in md
 
 
+def test_quality_reports_link_their_sheets_and_name_a_dropped_one(tmp_path):
+    """BENCHMARKS.md links each report's contact sheet from the repository root, and a report
+    whose sheet was dropped says so instead of a broken image link."""
+    from stylenet.bench.report import DROPPED_SHEET
+
+    dirs = []
+    for name in ("kept", "dropped"):
+        d = tmp_path / "bench" / "quality" / name
+        d.mkdir(parents=True)
+        (d / "report.md").write_text(
+            f"# Quality report: {name}\n\n![contact sheet](contact_sheet.jpg)\n"
+        )
+        dirs.append(d)
+    (dirs[0] / "contact_sheet.jpg").write_bytes(b"jpeg")
+    md = render_markdown([], dirs, tmp_path)
+    assert "![contact sheet](bench/quality/kept/contact_sheet.jpg)" in md
+    assert md.count("![contact sheet]") == 1 and md.count(DROPPED_SHEET) == 1
+    assert md.index("report: dropped") < md.index(DROPPED_SHEET)
+
+
+def test_held_out_status_reads_the_recorded_exclusion_list(tmp_path):
+    """A report says the photos were held out only when the network's recorded exclusion list
+    names them all, and says the list is not here when its file cannot be read (a shipped
+    file's paths are placeholders) rather than claiming nothing was excluded."""
+    from stylenet.evaluation.harness import held_out_status
+    from stylenet.evaluation.report import render_report_md
+    from tests.conftest import random_bank
+
+    listed = tmp_path / "heldout.txt"
+    listed.write_text("a.jpg\nb.jpg  # comment\n")
+    cases = {
+        "yes": str(listed),
+        "not recorded": [],
+        "list not here: <data>/heldout.txt": "<data>/heldout.txt",
+    }
+    for want, exclude in cases.items():
+        ck = random_bank(tmp_path / "n.pt", ["s"], train_config={"data": {"exclude": exclude}})
+        assert held_out_status(ck, ["a", "b"]) == want
+        ck.unlink()
+    ck = random_bank(tmp_path / "n.pt", ["s"], train_config={"data": {"exclude": str(listed)}})
+    assert held_out_status(ck, ["a", "c"]) == "not recorded"
+    report = {"checkpoint": "n.pt", "photos": ["a"], "size": 64, "styles": {},
+              "eval_loss": {"content_layers": ["relu2_2"], "style_layers": ["relu1_2"],
+                            "content_weight": 1.0, "style_weight": 1.0}}  # fmt: skip
+    md = render_report_md({**report, "held_out": "list not here: <data>/heldout.txt"})
+    assert "listed in `<data>/heldout.txt`, a file not on this machine" in md
+    assert "excludes none of them" not in md
+    assert "excludes none of them" in render_report_md({**report, "held_out": "not recorded"})
+    assert "held-out photos" in render_report_md({**report, "held_out": "yes"})
+
+
 def test_gpu_suite_budget_skips_and_lists_the_rows_left(tmp_path):
     """A spent budget: no row runs, each is listed as skipped, and the report says so."""
     from stylenet.bench.suite import run_suite

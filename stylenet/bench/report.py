@@ -22,6 +22,12 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "n/a"
 
 
+DROPPED_SHEET = (
+    "*(Contact sheet not kept: a superseded report's. Its figures above are complete; "
+    "`stylenet-evaluate` draws it again.)*"
+)
+
+
 def render_quality(report_dirs: list[Path], root: Path) -> list[str]:
     """Quality reports written by scripts/evaluate.py, included with their image links rebased."""
     lines: list[str] = []
@@ -29,7 +35,12 @@ def render_quality(report_dirs: list[Path], root: Path) -> list[str]:
         md = (d / "report.md").read_text()
         rel = d.relative_to(root).as_posix()
         for sheet in ("contact_sheet.jpg", "contact_sheet.png"):  # .png: earlier reports
-            md = md.replace(f"]({sheet})", f"]({rel}/{sheet})")
+            if (d / sheet).exists():
+                md = md.replace(f"]({sheet})", f"]({rel}/{sheet})")
+            else:
+                # The sheets of superseded reports are dropped to keep the repository within what
+                # a GPU machine receives (tests/test_repo.py); say so rather than link nothing.
+                md = md.replace(f"![contact sheet]({sheet})", DROPPED_SHEET)
         # Headings two levels down: a report's title becomes a subsection of "## Quality".
         md = "".join("##" + ln if ln.startswith("#") else ln for ln in md.splitlines(True))
         lines += [md, f"(from `{rel}/report.json`)", ""]

@@ -293,9 +293,12 @@ def evaluate_checkpoint(
 
 def held_out_status(checkpoint: str | Path, photo_stems: Sequence[str]) -> str:
     """Whether the checkpoint's training config shows these photos were kept out of training:
-    "yes" when every one is in its ``data.exclude`` list, otherwise "not recorded" (a network
-    trained before that key existed, or on a folder that held them)."""
+    "yes" when every one is in its ``data.exclude`` list; "list not here: <path>" when that list
+    is a file this machine cannot read (a shipped file's paths are replaced by placeholders);
+    otherwise "not recorded" (a network trained before that key existed, or on a folder that
+    held them)."""
     from stylenet.checkpoints.format import read_checkpoint
+    from stylenet.evaluation.report import LIST_NOT_HERE
 
     data = (read_checkpoint(checkpoint).get("train_config") or {}).get("data") or {}
     excluded = data.get("exclude") or []
@@ -303,7 +306,7 @@ def held_out_status(checkpoint: str | Path, photo_stems: Sequence[str]) -> str:
         try:
             excluded = Path(excluded).read_text().splitlines()
         except OSError:
-            excluded = []
+            return f"{LIST_NOT_HERE}{data['exclude']}"
     stems = {Path(str(e).split("#", 1)[0].strip()).stem for e in excluded}
     return "yes" if photo_stems and all(p in stems for p in photo_stems) else "not recorded"
 

@@ -47,6 +47,11 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+# held_out_status's answer (harness.py) when the training config names an exclusion list that
+# is not on this machine: what follows it is the list's recorded path.
+LIST_NOT_HERE = "list not here: "
+
+
 def render_report_md(report: dict[str, Any]) -> str:
     el = report["eval_loss"]
     held = report.get("held_out", "not recorded")
@@ -57,7 +62,11 @@ def render_report_md(report: dict[str, Any]) -> str:
     ]
     if report.get("note"):
         lines += [report["note"].strip(), ""]
-    if held != "yes":
+    if held.startswith(LIST_NOT_HERE):
+        lines += ["Whether these photos were held out from this network's training is not checked "
+                  f"here: its training config excludes the photos listed in "
+                  f"`{held[len(LIST_NOT_HERE):]}`, a file not on this machine.", ""]  # fmt: skip
+    elif held != "yes":
         lines += ["These photos are not recorded as held out from this network's training (its "
                   "training config excludes none of them).", ""]  # fmt: skip
     if report.get("wall_s") is not None:
