@@ -21,6 +21,7 @@ from stylenet.checkpoints.format import (
     PREDICTOR_KEY,
     network_from_checkpoint,
     now_iso,
+    predictor_from_checkpoint,
     thumbnail_bytes,
 )
 from stylenet.errors import BankError, StylenetError
@@ -254,8 +255,6 @@ def copy_predictor(
     network it was trained for. Its predicted rows are those it gave before: whether they still
     suit the new convolutions is for ``stylenet-evaluate --style-images`` to say, and the history
     records whether the two networks' shared weights are identical."""
-    from stylenet.checkpoints.format import predictor_from_checkpoint
-
     entry = source.get(PREDICTOR_KEY)
     if not entry:
         raise BankError(f"{label} has no style predictor to copy")
