@@ -230,6 +230,8 @@ def test_distill_lowers_l1_and_exports(tmp_path: Path, tiny_overrides, compose) 
     ck = torch.load(result.export_path, weights_only=True)
     assert ck["style_names"] == ["a", "b"]
     assert ck["history"][-1]["event"] == "distilled"
+    # The random teacher's paintings are not on disk, so only its outputs were learned from.
+    assert ck["history"][-1]["loss_weights"] == {"teacher": 1.0, "usual": 0.0, "pixel": 0.0}
     assert ck["model_args"]["res_block"] == "separable"
     assert all(torch.equal(a, b) for a, b in zip(ck["style_thumbnails"], thumbs, strict=True))
     net, names, _ = load_network(result.export_path)
@@ -287,6 +289,11 @@ def test_distill_init_starts_from_an_exported_student(
     _, history = plan.export_parts(plan.build_module(cfg), 3, {})
     assert theirs and history[:-1] == [*theirs, *before] and history[-1]["init"] == str(init)
     assert history[-1]["init_sha256"] == sha256_file(init) and history[-1]["steps"] == 3
+    # A run that leaves the teacher's term out says so in its record.
+    cfg = compose([*ov, "distill.teacher_weight=0", "distill.pixel_weight=0.5"], hydra=True)
+    plan = make_plan(cfg, [])
+    _, history = plan.export_parts(plan.build_module(cfg), 3, {})
+    assert history[-1]["loss_weights"] == {"teacher": 0.0, "usual": 0.0, "pixel": 0.5}
 
     # A student of other styles, or of another shape, is one line naming the mismatch.
     export_inference_checkpoint(student, ["b", "a"], tmp_path / "swapped.pt")

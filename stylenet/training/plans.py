@@ -316,6 +316,11 @@ class DistillPlan(BasePlan):
             "teacher": self.teacher_path, "teacher_run_id": t.get("run_id"),
             "model_args": dict(module.net.config.to_dict()),
             "init": module.hparams.get("init"),
+            # What the student learned from: with the teacher's term at 0 the run trained on the
+            # teacher's own loss alone (the teacher was not run), which the event must say.
+            "loss_weights": {"teacher": float(module.hparams.teacher_weight),
+                             "usual": float(module.usual_weight),
+                             "pixel": float(module.hparams.pixel_weight)},
         }  # fmt: skip
         earlier: list[dict[str, Any]] = []
         theirs = list(t.get("history", []))
