@@ -361,3 +361,61 @@ def test_distill_on_the_usual_loss_alone_skips_the_teacher(tmp_path: Path) -> No
         DistillModule(str(teacher), model=model, teacher_weight=0.0, usual_weight=0.0,
                       vgg_weights="random", style_size=32)  # fmt: skip
     assert "\n" not in str(e.value)
+
+
+def test_distill_style_shares_draw_styles_unevenly(tmp_path: Path, tiny_overrides, compose) -> None:
+    # distill.style_shares: the styles of a step are drawn by the given shares (a style not
+    # named weighs 1), the export records the shares, and bad weights are one line each.
+    from stylenet.errors import TrainingError
+    from stylenet.training.distill import style_sampling
+    from stylenet.training.plans import make_plan
+
+    names = ["a", "b", "c"]
+    assert style_sampling(None, names) is None and style_sampling({}, names) is None
+    torch.testing.assert_close(
+        style_sampling({"a": 2, "c": 0}, names), torch.tensor([2 / 3, 1 / 3, 0])
+    )
+    for bad, match in [({"d": 1}, r"names \['d'\], not styles of the teacher \(its styles: a, b, c\)"),
+                       ({"a": -1}, "a share is a number >= 0"),
+                       ({"a": float("nan")}, "a share is a number >= 0"),
+                       ({"a": 0, "b": 0, "c": 0}, "all 0")]:  # fmt: skip
+        with pytest.raises(TrainingError, match=match) as e:
+            style_sampling(bad, names)
+        assert "\n" not in str(e.value)
+
+    teacher = random_bank(tmp_path / "teacher.pt", ["a", "b"])
+    ov = [o for o in tiny_overrides if not o.startswith("model")]
+    ov += ["experiment=distill", f"distill.teacher={teacher}", "model.base_channels=8",
+           "model.num_res_blocks=1"]  # fmt: skip
+    cfg = compose([*ov, "distill.style_shares={a:0}"], hydra=True)
+    plan = make_plan(cfg, [])
+    module = plan.build_module(cfg)
+    drawn = []
+
+    def record(x, k):  # noqa: ANN001, ANN202
+        drawn.append(k)
+        raise StopIteration
+
+    module.distill_terms = record
+    for _ in range(20):
+        with pytest.raises(StopIteration):
+            module.training_step({"image": torch.rand(4, 3, 16, 16)}, 0)
+    assert torch.cat(drawn).tolist() == [1] * 80
+    _, history = plan.export_parts(module, 3, {})
+    assert history[-1]["style_shares"] == {"a": 0.0, "b": 1.0}
+    # Without weights every style is drawn, and the record has no shares.
+    cfg = compose(ov, hydra=True)
+    plan = make_plan(cfg, [])
+    module = plan.build_module(cfg)
+    drawn.clear()
+    module.distill_terms = record
+    for _ in range(20):
+        with pytest.raises(StopIteration):
+            module.training_step({"image": torch.rand(4, 3, 16, 16)}, 0)
+    assert set(torch.cat(drawn).tolist()) == {0, 1}
+    assert "style_shares" not in plan.export_parts(module, 3, {})[1][-1]
+    # A value that is not a mapping by name is one line.
+    cfg = compose([*ov, "distill.style_shares=3"], hydra=True)
+    with pytest.raises(TrainingError, match="give shares by style name") as e:
+        make_plan(cfg, []).build_module(cfg)
+    assert "\n" not in str(e.value)

@@ -22,6 +22,7 @@ frozen VGG are never saved in a training checkpoint.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,6 +99,33 @@ def student_init(path: str, names: Sequence[str], net: torch.nn.Module) -> dict[
     return {k: v.float() for k, v in state.items()}
 
 
+def style_sampling(weights: Mapping[str, float] | None, names: Sequence[str]) -> Tensor | None:
+    """How often each of the teacher's styles is drawn (``distill.style_shares``): relative
+    weights by style name, 1 for a style not named; None when none is given (every style alike,
+    drawn as before the option existed, so earlier runs repeat exactly). A name that is not
+    the teacher's, or a weight below 0 or not finite, is one line; so are weights that leave
+    nothing to draw."""
+    if not weights:
+        return None
+    w = dict(weights)
+    unknown = sorted(set(w) - set(names))
+    if unknown:
+        raise TrainingError(
+            f"distill.style_shares names {unknown}, not styles of the teacher "
+            f"(its styles: {', '.join(names)})"
+        )
+    probs = torch.ones(len(names), dtype=torch.float64)
+    for i, n in enumerate(names):
+        if n in w:
+            v = float(w[n])
+            if not math.isfinite(v) or v < 0:
+                raise TrainingError(f"distill.style_shares.{n}={w[n]}: a share is a number >= 0")
+            probs[i] = v
+    if probs.sum() <= 0:
+        raise TrainingError("distill.style_shares are all 0: no style would be trained")
+    return (probs / probs.sum()).float()
+
+
 class DistillModule(pl.LightningModule):
     """Trains a new network (``model``) to reproduce every style of the exported bank
     ``teacher``."""
@@ -129,6 +157,7 @@ class DistillModule(pl.LightningModule):
         seed: int = 0,
         vgg_dtype: str = "fp32",
         vgg_pooling: str = "max",
+        style_shares: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -136,6 +165,7 @@ class DistillModule(pl.LightningModule):
         self.base = read_checkpoint(teacher)
         self.style_names = list(self.base["style_names"])
         self.teacher = network_from_checkpoint(self.base, teacher).eval().requires_grad_(False)
+        self.style_probs = style_sampling(style_shares, self.style_names)
         model_args = {**dict(model or {}), "num_styles": len(self.style_names)}
         self.net = build_model(model_args)
         if init:
@@ -243,7 +273,10 @@ class DistillModule(pl.LightningModule):
         x = batch["image"]
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        k = torch.randint(self.net.num_styles, (x.shape[0],), device=x.device)
+        if self.style_probs is None:
+            k = torch.randint(self.net.num_styles, (x.shape[0],), device=x.device)
+        else:
+            k = torch.multinomial(self.style_probs, x.shape[0], replacement=True).to(x.device)
         terms = self.distill_terms(x, k)
         loss = terms["loss"]
         if not torch.isfinite(loss):

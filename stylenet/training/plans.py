@@ -266,6 +266,23 @@ class ArbitraryPlan(BasePlan):
         return out
 
 
+def _style_shares(value: Any) -> dict[str, float] | None:  # noqa: ANN401
+    """``distill.style_shares`` as a plain mapping (None: every style alike); a value that is
+    not a mapping of style names to numbers is one line."""
+    if value is None:
+        return None
+    if not isinstance(value, DictConfig | dict):
+        raise TrainingError(
+            f"distill.style_shares={value}: give shares by style name, e.g. "
+            "'distill.style_shares={the_harvest:2,the_scream:0.5}'"
+        )
+    out = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    try:
+        return {str(k): float(v) for k, v in out.items()}
+    except (TypeError, ValueError) as e:
+        raise TrainingError(f"distill.style_shares={out}: a share is a number ({e})") from e
+
+
 class DistillPlan(BasePlan):
     """A new network (the ``model`` group) for every style of the exported bank
     ``distill.teacher``, in the teacher's order and under its names."""
@@ -297,6 +314,7 @@ class DistillPlan(BasePlan):
                 model=OmegaConf.to_container(cfg.model, resolve=True),
                 init=d.get("init") or None, pixel_weight=float(d.pixel_weight), teacher_weight=float(d.teacher_weight),
                 usual_weight=None if usual is None else float(usual),
+                style_shares=_style_shares(d.get("style_shares")),
                 style_size=int(cfg.style_size), lr=float(cfg.optim.lr),
                 **loss_optim_kwargs(cfg), **kw,
             )  # fmt: skip
@@ -322,6 +340,11 @@ class DistillPlan(BasePlan):
                              "usual": float(module.usual_weight),
                              "pixel": float(module.hparams.pixel_weight)},
         }  # fmt: skip
+        if module.style_probs is not None:
+            # Styles drawn unevenly: how often each was, so the record explains uneven gains.
+            entry["style_shares"] = dict(
+                zip(self.names, (round(float(p), 6) for p in module.style_probs), strict=True)
+            )
         earlier: list[dict[str, Any]] = []
         theirs = list(t.get("history", []))
         if entry["init"]:
