@@ -365,7 +365,7 @@ def test_distill_on_the_usual_loss_alone_skips_the_teacher(tmp_path: Path) -> No
 
 def test_distill_style_shares_draw_styles_unevenly(tmp_path: Path, tiny_overrides, compose) -> None:
     # distill.style_shares: the styles of a step are drawn by the given shares (a style not
-    # named weighs 1), the export records the shares, and bad weights are one line each.
+    # named weighs 1), the export records the shares, and bad shares are one line each.
     from stylenet.errors import TrainingError
     from stylenet.training.distill import style_sampling
     from stylenet.training.plans import make_plan
@@ -403,7 +403,7 @@ def test_distill_style_shares_draw_styles_unevenly(tmp_path: Path, tiny_override
     assert torch.cat(drawn).tolist() == [1] * 80
     _, history = plan.export_parts(module, 3, {})
     assert history[-1]["style_shares"] == {"a": 0.0, "b": 1.0}
-    # Without weights every style is drawn, and the record has no shares.
+    # Without shares every style is drawn, and the record has no shares.
     cfg = compose(ov, hydra=True)
     plan = make_plan(cfg, [])
     module = plan.build_module(cfg)

@@ -99,16 +99,15 @@ def student_init(path: str, names: Sequence[str], net: torch.nn.Module) -> dict[
     return {k: v.float() for k, v in state.items()}
 
 
-def style_sampling(weights: Mapping[str, float] | None, names: Sequence[str]) -> Tensor | None:
+def style_sampling(shares: Mapping[str, float] | None, names: Sequence[str]) -> Tensor | None:
     """How often each of the teacher's styles is drawn (``distill.style_shares``): relative
-    weights by style name, 1 for a style not named; None when none is given (every style alike,
+    shares by style name, 1 for a style not named; None when none is given (every style alike,
     drawn as before the option existed, so earlier runs repeat exactly). A name that is not
-    the teacher's, or a weight below 0 or not finite, is one line; so are weights that leave
+    the teacher's, or a share below 0 or not finite, is one line; so are shares that leave
     nothing to draw."""
-    if not weights:
+    if not shares:
         return None
-    w = dict(weights)
-    unknown = sorted(set(w) - set(names))
+    unknown = sorted(set(shares) - set(names))
     if unknown:
         raise TrainingError(
             f"distill.style_shares names {unknown}, not styles of the teacher "
@@ -116,10 +115,12 @@ def style_sampling(weights: Mapping[str, float] | None, names: Sequence[str]) ->
         )
     probs = torch.ones(len(names), dtype=torch.float64)
     for i, n in enumerate(names):
-        if n in w:
-            v = float(w[n])
+        if n in shares:
+            v = float(shares[n])
             if not math.isfinite(v) or v < 0:
-                raise TrainingError(f"distill.style_shares.{n}={w[n]}: a share is a number >= 0")
+                raise TrainingError(
+                    f"distill.style_shares.{n}={shares[n]}: a share is a number >= 0"
+                )
             probs[i] = v
     if probs.sum() <= 0:
         raise TrainingError("distill.style_shares are all 0: no style would be trained")
